@@ -1,0 +1,373 @@
+import copy
+import math
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.distributions import Distribution, kl_divergence
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import explained_variance
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_acktr.kfac import KFAC
+from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
+
+SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
+
+TRUST_REGIONS = ("joint", "per_network")
+
+
+class ACKTR(OnPolicyAlgorithm):
+    """
+    Actor Critic using Kronecker-Factored Trust Region (ACKTR)
+
+    A2C's loss, optimized by K-FAC natural-gradient steps inside a KL trust region. The curvature is the Fisher
+    of the joint output ``p(a, v | s) = π(a|s)·N(v; V(s), 1)``: actions sampled from the current policy and a
+    Gauss-Newton critic term weighted by ``vf_fisher_coef``.
+
+    Paper: https://arxiv.org/abs/1708.05144
+    Code: Written for SB3; the K-FAC conventions follow OpenAI baselines / Stable Baselines 2 (argument names and
+    defaults) and Martens & Grosse 2015 (factored damping).
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate η_max, it can be a function of the current progress remaining
+        (from 1 to 0). K-FAC steps are natural-gradient steps: their scale is ~0.01-1, not Adam's ~1e-4
+    :param n_steps: The number of steps to run for each environment per update
+        (i.e. batch size is n_steps * n_env where n_env is number of environment copies running in parallel)
+    :param gamma: Discount factor
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator.
+        Equivalent to classic advantage (the paper's k-step return) when set to 1.
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation
+    :param vf_fisher_coef: Weight of the critic's Gauss-Newton term in the Fisher
+        (``-vf_fisher_coef * log N(ṽ; V(s), 1)``). SB2 wrote ``vf_fisher_coef * (V - ṽ)²``, whose value block is
+        4x ours: SB2's 1.0 equals 2.0 here
+    :param max_grad_norm: The maximum value for the gradient clipping, applied to the raw gradient before
+        preconditioning (``float("inf")`` disables it)
+    :param kfac_clip: Trust-region size (SB2's name; 2δ in the ACKTR paper): the step is scaled by
+        ``min(1, sqrt(kfac_clip / (lr**2 * Δθᵀ∇)))``, so SB2's default 0.001 means δ = 0.0005
+    :param kfac_update: Recompute the K-FAC inverses every ``kfac_update`` updates (SB2's name)
+    :param kfac_stats_update: Refresh the K-FAC statistics (the Fisher backward pass) every ``kfac_stats_update``
+        updates
+    :param kfac_damping: Tikhonov damping λ of K-FAC (factored between the two Kronecker factors)
+    :param kfac_stats_decay: Running-average weight of the old K-FAC statistics, in [0, 1)
+    :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
+    :param kfac_inverse_method: ``"cholesky"`` (factored Tikhonov damping, as the paper) or ``"eigen"``
+        (damping added to eigenvalue products, as OpenAI baselines and SB2)
+    :param trust_region: ``"joint"``: one trust-region scale for actor and critic together (SB2);
+        ``"per_network"``: actor and critic each scaled by their own ν (needs an actor and a critic that share
+        no parameter, as SB3's default MlpPolicy or ``share_features_extractor=False``)
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+        instead of action noise exploration (default: False)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        Default: -1 (only sample at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation (``optimizer_class`` is
+        ignored: ACKTR always optimizes with :class:`~sb3_acktr.KFAC`)
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
+        debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 0.25,
+        n_steps: int = 20,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        ent_coef: float = 0.01,
+        vf_coef: float = 0.25,
+        vf_fisher_coef: float = 1.0,
+        max_grad_norm: float = 0.5,
+        kfac_clip: float = 0.001,
+        kfac_update: int = 10,
+        kfac_stats_update: int = 1,
+        kfac_damping: float = 0.01,
+        kfac_stats_decay: float = 0.99,
+        kfac_momentum: float = 0.9,
+        kfac_inverse_method: str = "cholesky",
+        trust_region: str = "joint",
+        normalize_advantage: bool = False,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            _init_setup_model=False,
+            supported_action_spaces=(
+                spaces.Box,
+                spaces.Discrete,
+                spaces.MultiDiscrete,
+                spaces.MultiBinary,
+            ),
+        )
+        self.vf_fisher_coef = vf_fisher_coef
+        self.kfac_clip = kfac_clip
+        self.kfac_update = kfac_update
+        self.kfac_stats_update = kfac_stats_update
+        self.kfac_damping = kfac_damping
+        self.kfac_stats_decay = kfac_stats_decay
+        self.kfac_momentum = kfac_momentum
+        self.kfac_inverse_method = kfac_inverse_method
+        self.trust_region = trust_region
+        self.normalize_advantage = normalize_advantage
+
+        if "optimizer_class" in self.policy_kwargs or "optimizer_kwargs" in self.policy_kwargs:
+            warnings.warn(
+                "ACKTR always optimizes with KFAC: policy_kwargs 'optimizer_class'/'optimizer_kwargs' are ignored. "
+                "Set K-FAC options with the kfac_* arguments.",
+                UserWarning,
+            )
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_hyperparameters(self) -> None:
+        """Reject out-of-range hyperparameters with a ValueError naming the argument, the value and the range."""
+        if not callable(self.learning_rate):
+            check_number("learning_rate", self.learning_rate, 0.0, hint="Try 0.25 (SB2's default) or a schedule.")
+        check_interval("n_steps", self.n_steps)
+        check_number("gamma", self.gamma, 0.0, 1.0, high_open=False)
+        check_number("gae_lambda", self.gae_lambda, 0.0, 1.0, high_open=False)
+        check_number("ent_coef", self.ent_coef, 0.0)
+        check_number("vf_coef", self.vf_coef, 0.0)
+        check_number("vf_fisher_coef", self.vf_fisher_coef, 0.0, hint="Try 1.0 (SB2's default).")
+        check_number("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, high_open=False, hint="Use inf to disable.")
+        check_number("kfac_clip", self.kfac_clip, 0.0, low_open=True, hint="Try 0.001 (SB2's default).")
+        check_interval("kfac_update", self.kfac_update, "Try 10.")
+        check_interval("kfac_stats_update", self.kfac_stats_update, "Try 1.")
+        check_number("kfac_damping", self.kfac_damping, 0.0, low_open=True, hint="Try 0.01 (SB2's default).")
+        check_number("kfac_stats_decay", self.kfac_stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
+        check_number("kfac_momentum", self.kfac_momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
+        check_choice("kfac_inverse_method", self.kfac_inverse_method, ("cholesky", "eigen"))
+        check_choice("trust_region", self.trust_region, TRUST_REGIONS)
+        if self.env is not None and self.n_steps * self.n_envs < 2:
+            raise ValueError(
+                f"n_steps * n_envs must be > 1 (a rollout of one sample has no curvature to estimate), "
+                f"got n_steps={self.n_steps} and n_envs={self.n_envs}."
+            )
+
+    def _setup_model(self) -> None:
+        self._check_hyperparameters()
+        super()._setup_model()
+        # Built here, not through policy_kwargs: KFAC needs the module, and ACKTR.load() calls _setup_model() again,
+        # so hyperparameters overridden at load time take effect. SB3 saves it as "policy.optimizer".
+        actor_critic = self._actor_critic_params()
+        if actor_critic is None:
+            if self.trust_region == "per_network":
+                raise ValueError(
+                    "trust_region='per_network' needs an actor and a critic that share no parameter, but this "
+                    "policy shares some (e.g. a CNN features extractor). Use trust_region='joint', or "
+                    "policy_kwargs=dict(share_features_extractor=False)."
+                )
+            param_groups = [{"params": [p for p in self.policy.parameters() if p.requires_grad], "name": "actor_critic"}]
+        else:
+            param_groups = [{"params": actor_critic[0], "name": "actor"}, {"params": actor_critic[1], "name": "critic"}]
+        self.policy.optimizer = KFAC(
+            self.policy,
+            lr=self.lr_schedule(1),
+            momentum=self.kfac_momentum,
+            kfac_clip=self.kfac_clip,
+            damping=self.kfac_damping,
+            stats_decay=self.kfac_stats_decay,
+            inverse_interval=self.kfac_update,
+            stats_interval=self.kfac_stats_update,
+            inverse_method=self.kfac_inverse_method,
+            trust_region="per_group" if self.trust_region == "per_network" else "joint",
+            param_groups=param_groups,
+        )
+
+    def _actor_critic_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]] | None:
+        """The actor's and the critic's trainable parameters, or None if they share any (or cannot be told apart)."""
+        policy = self.policy
+        extractor = policy.mlp_extractor
+        if not (hasattr(extractor, "policy_net") and hasattr(extractor, "value_net")):
+            return None
+        actor_modules = [policy.pi_features_extractor, extractor.policy_net, policy.action_net]
+        critic_modules = [policy.vf_features_extractor, extractor.value_net, policy.value_net]
+        actor = {id(p): p for module in actor_modules for p in module.parameters() if p.requires_grad}
+        if isinstance(getattr(policy, "log_std", None), nn.Parameter) and policy.log_std.requires_grad:
+            actor[id(policy.log_std)] = policy.log_std
+        critic = {id(p): p for module in critic_modules for p in module.parameters() if p.requires_grad}
+        trainable = {id(p) for p in policy.parameters() if p.requires_grad}
+        if actor.keys() & critic.keys() or actor.keys() | critic.keys() != trainable:
+            return None
+        return list(actor.values()), list(critic.values())
+
+    def _fisher_losses(self, distribution: Distribution, values: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Losses whose gradients sample the Fisher of ``p(a, v | s)`` (ACKTR paper sec. 3.1).
+
+        Actions are drawn from the current policy (the true Fisher, not the empirical one of the rollout) and
+        the critic is a unit-variance Gaussian (Gauss-Newton): ``-log N(ṽ; V, 1) = ½(V - ṽ)² + const``.
+
+        :param distribution: The policy's distribution on the batch, with its graph
+        :param values: V(s) on the batch, with its graph
+        :return: ``(pg_fisher_loss, vf_fisher_loss)``
+        """
+        sampled_actions = distribution.sample().detach()
+        pg_fisher_loss = -distribution.log_prob(sampled_actions).mean()
+        sampled_values = values.detach() + th.randn_like(values)
+        vf_fisher_loss = self.vf_fisher_coef * 0.5 * F.mse_loss(values, sampled_values)
+        return pg_fisher_loss, vf_fisher_loss
+
+    def train(self) -> None:
+        """
+        Update policy using the currently gathered rollout buffer (one K-FAC step over the whole batch).
+        """
+        # Switch to train mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(True)
+        optimizer: KFAC = self.policy.optimizer  # type: ignore[assignment]
+        # Update optimizer learning rate
+        self._update_learning_rate(optimizer)
+        learning_rate = optimizer.param_groups[0]["lr"]
+        if not (learning_rate >= 0 and math.isfinite(learning_rate)):
+            raise ValueError(
+                f"learning_rate must be in [0, inf), but the schedule returned {learning_rate!r} "
+                f"at progress_remaining={self._current_progress_remaining:.3f}."
+            )
+
+        # This will only loop once (get all data in one go)
+        for rollout_data in self.rollout_buffer.get(batch_size=None):
+            actions = rollout_data.actions
+            if isinstance(self.action_space, spaces.Discrete):
+                # Convert discrete action from float to long
+                actions = actions.long().flatten()
+
+            record_curvature = optimizer.curvature_update_due
+            with optimizer.record_curvature(enabled=record_curvature):
+                values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+            values = values.flatten()
+            # evaluate_actions() left the batch's π(·|s) in policy.action_dist; a shallow copy keeps it
+            # after the next forward pass replaces it
+            distribution = copy.copy(self.policy.action_dist)
+
+            # Normalize advantage (not present in the original implementation)
+            advantages = rollout_data.advantages
+            if self.normalize_advantage:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+            # A2C's loss: policy gradient, value regression to the TD(gae_lambda) target, entropy bonus
+            policy_loss = -(advantages * log_prob).mean()
+            value_loss = F.mse_loss(rollout_data.returns, values)
+            if entropy is None:
+                # Approximate entropy when no analytical form
+                entropy_loss = -th.mean(-log_prob)
+            else:
+                entropy_loss = -th.mean(entropy)
+            loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+
+            if record_curvature:
+                pg_fisher_loss, vf_fisher_loss = self._fisher_losses(distribution, values)
+                optimizer.update_curvature(pg_fisher_loss + vf_fisher_loss)
+                self.logger.record("train/pg_fisher_loss", pg_fisher_loss.item())
+                self.logger.record("train/vf_fisher_loss", vf_fisher_loss.item())
+
+            # Optimization step
+            optimizer.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            optimizer.step()
+
+            # Exact KL of the update on the same batch, to compare with the quadratic model (paper, appendix E)
+            with th.no_grad():
+                new_distribution = self.policy.get_distribution(rollout_data.observations)
+                exact_kl = kl_divergence(distribution, new_distribution)
+                exact_kl = exact_kl.sum(dim=1) if exact_kl.dim() > 1 else exact_kl
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+
+        self._n_updates += 1
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/policy_loss", policy_loss.item())
+        self.logger.record("train/value_loss", value_loss.item())
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self._record_trust_region(optimizer, exact_kl.mean().item())
+
+    def _record_trust_region(self, optimizer: KFAC, exact_kl: float) -> None:
+        """Log the trust-region scale(s), the quadratic-model KL (total and actor's part) and the exact KL."""
+        self.logger.record("train/exact_kl", exact_kl)
+        self.logger.record("train/kfac_skipped_steps", optimizer.skipped_steps)
+        self.logger.record("train/kfac_skipped_curvature_updates", optimizer.skipped_curvature_updates)
+        if not optimizer.last_step_info:  # the step was skipped
+            return
+        info = {group["name"]: step_info for group, step_info in zip(optimizer.param_groups, optimizer.last_step_info)}
+        self.logger.record("train/quadratic_kl", sum(step_info["quadratic_kl"] for step_info in info.values()))
+        if "actor" in info:
+            self.logger.record("train/quadratic_kl_actor", info["actor"]["quadratic_kl"])
+        if self.trust_region == "per_network":
+            self.logger.record("train/trust_region_scale_actor", info["actor"]["nu"])
+            self.logger.record("train/trust_region_scale_critic", info["critic"]["nu"])
+        else:
+            self.logger.record("train/trust_region_scale", optimizer.last_step_info[0]["nu"])
+
+    def learn(
+        self: SelfACKTR,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "ACKTR",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfACKTR:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

@@ -1,0 +1,121 @@
+"""
+Kronecker factors of the Fisher for the layers K-FAC covers.
+
+Conventions (written once here, tested in ``tests/kfac/test_factors.py``):
+
+* A weight ``W`` of shape ``(out, in)`` (a ``Conv2d`` weight is viewed as ``(out, C·kh·kw)``) is
+  flattened row-major and the bias, if any, is appended as an extra input column: ``[W, b]``.
+* ``ā`` is the layer input with a 1 appended (homogeneous coordinate), ``g`` the *per-sample* gradient of
+  the Fisher loss with respect to the layer's output (pre-activation). The Fisher loss is assumed to be a
+  mean over the batch (``loss_reduction="mean"``), so ``g = N · grad_output``; with ``"sum"``, ``g = grad_output``.
+* ``nn.Linear`` (Martens & Grosse 2015, eq. 1): ``A = (1/R) Σ_r ā_r ā_rᵀ`` and ``G = (1/R) Σ_r g_r g_rᵀ`` over
+  the R rows of the input (R = N for a 2D input; extra leading dimensions count as extra rows).
+* ``nn.Conv2d`` (Grosse & Martens 2016, KFC, eqs. 20-21): over the T output positions,
+  ``A = Ω = (1/N) Σ_n Σ_t ā_{n,t} ā_{n,t}ᵀ`` (ā_{n,t}: the input patch at position t) and
+  ``G = Γ = (1/(N·T)) Σ_n Σ_t g_{n,t} g_{n,t}ᵀ``.
+
+With these conventions ``A ⊗ G`` approximates the per-sample Fisher of ``[W, b]``, independently of N and T,
+so ``damping`` and ``kfac_clip`` keep their meaning when the batch or the image size changes.
+"""
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+#: Layer types that get Kronecker factors. Every other parameter uses the diagonal fallback.
+SUPPORTED_MODULES = (nn.Linear, nn.Conv2d)
+
+
+def append_bias_ones(x: th.Tensor) -> th.Tensor:
+    """
+    Append a column of ones to a 2D tensor (homogeneous coordinate for the bias).
+
+    :param x: Tensor of shape ``(rows, features)``
+    :return: Tensor of shape ``(rows, features + 1)``
+    """
+    return th.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+
+
+def conv2d_patches(module: nn.Conv2d, x: th.Tensor) -> th.Tensor:
+    """
+    Extract the input patches a ``Conv2d`` layer multiplies with its weight.
+
+    Handles stride, dilation, numeric or string (``"same"``/``"valid"``) padding and every ``padding_mode``.
+
+    :param module: The convolution (``groups=1``)
+    :param x: Its input, shape ``(N, C, H, W)``
+    :return: Patches of shape ``(N, T, C·kh·kw)``, T the number of output positions
+    """
+    padding = module.padding
+    if isinstance(padding, str) or module.padding_mode != "zeros":
+        # Pad exactly as nn.Conv2d does, then extract patches without padding
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        x = F.pad(x, module._reversed_padding_repeated_twice, mode=mode)
+        padding = 0
+    patches = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
+    # (N, C·kh·kw, T) -> (N, T, C·kh·kw)
+    return patches.transpose(1, 2)
+
+
+def layer_input_rows(module: nn.Module, x: th.Tensor) -> tuple[th.Tensor, int]:
+    """
+    Rows ``ā`` (input with bias column if the layer has a bias) whose second moment is the A factor.
+
+    :param module: ``nn.Linear`` or ``nn.Conv2d``
+    :param x: The layer's input
+    :return: ``(rows, normaliser)``: A = rowsᵀ rows / normaliser
+    """
+    if isinstance(module, nn.Conv2d):
+        patches = conv2d_patches(module, x)
+        n_samples = patches.shape[0]
+        rows = patches.reshape(-1, patches.shape[-1])
+    else:
+        rows = x.reshape(-1, x.shape[-1])
+        n_samples = rows.shape[0]
+    if module.bias is not None:
+        rows = append_bias_ones(rows)
+    return rows, n_samples
+
+
+def layer_output_grad_rows(module: nn.Module, grad_output: th.Tensor, batch_size: int) -> tuple[th.Tensor, int]:
+    """
+    Rows ``g`` (per-sample output gradients) whose second moment is the G factor.
+
+    :param module: ``nn.Linear`` or ``nn.Conv2d``
+    :param grad_output: Gradient of the Fisher loss w.r.t. the layer's output
+    :param batch_size: Multiplier turning ``grad_output`` into per-sample gradients
+        (the batch size for a mean-reduced loss, 1 for a sum)
+    :return: ``(rows, normaliser)``: G = rowsᵀ rows / normaliser
+    """
+    if isinstance(module, nn.Conv2d):
+        # (N, out, Oh, Ow) -> (N·T, out); Γ is averaged over samples and positions
+        rows = grad_output.flatten(2).transpose(1, 2).reshape(-1, grad_output.shape[1])
+    else:
+        rows = grad_output.reshape(-1, grad_output.shape[-1])
+    return rows * batch_size, rows.shape[0]
+
+
+def symmetric_mean(total: th.Tensor, normaliser: int) -> th.Tensor:
+    """
+    ``total / normaliser``, symmetrised against round-off (``total`` is a sum of outer products ``rowsᵀ rows``).
+
+    :param total: Square matrix
+    :param normaliser: Divisor
+    :return: Symmetric matrix of the same shape
+    """
+    moment = total / normaliser
+    return (moment + moment.t()) / 2
+
+
+def grad_matrix(weight_grad: th.Tensor, bias_grad: th.Tensor | None) -> th.Tensor:
+    """
+    The gradient of a layer as the matrix ``[∇W, ∇b]`` of shape ``(out, in [+ 1])``.
+
+    :param weight_grad: Gradient of the weight (``(out, in)`` or ``(out, C, kh, kw)``)
+    :param bias_grad: Gradient of the bias, or None if the layer has no bias
+    :return: The gradient matrix
+    """
+    matrix = weight_grad.reshape(weight_grad.shape[0], -1)
+    if bias_grad is not None:
+        matrix = th.cat([matrix, bias_grad.reshape(-1, 1)], dim=1)
+    return matrix

@@ -1,0 +1,492 @@
+"""The K-FAC optimizer: a ``torch.optim.Optimizer`` that works on any ``nn.Module``."""
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch as th
+from torch import nn
+
+from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
+from sb3_acktr.kfac.factors import (
+    SUPPORTED_MODULES,
+    grad_matrix,
+    layer_input_rows,
+    layer_output_grad_rows,
+    symmetric_mean,
+)
+from sb3_acktr.kfac.inverse import (
+    cholesky_inverses,
+    eigen_decomposition,
+    precondition_cholesky,
+    precondition_eigen,
+)
+
+INVERSE_METHODS = ("cholesky", "eigen")
+TRUST_REGIONS = ("joint", "per_group")
+LOSS_REDUCTIONS = ("mean", "sum")
+
+
+@dataclass(eq=False)
+class _Layer:
+    """A layer with Kronecker factors, and the forward passes recorded for it."""
+
+    name: str
+    module: nn.Linear | nn.Conv2d
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    records: list[tuple[th.Tensor, th.Tensor]] = field(default_factory=list)
+
+
+class KFAC(th.optim.Optimizer):
+    """
+    Kronecker-Factored Approximate Curvature (K-FAC) with the trust region of ACKTR.
+
+    Natural-gradient optimizer for any ``nn.Module``: every ``nn.Linear`` and ``nn.Conv2d`` layer (``groups=1``,
+    bias folded in as a homogeneous coordinate) gets a Kronecker-factored Fisher block ``A ⊗ G``
+    (Martens & Grosse 2015; Grosse & Martens 2016 for convolutions; conventions in :mod:`sb3_acktr.kfac.factors`).
+    Every other trainable parameter (a free ``log_std``, BatchNorm, grouped convolutions, custom layers) is
+    preconditioned by a running diagonal Fisher estimate, ``∇ / (F_diag + λ)``, where
+    ``F_diag ≈ N·(∇L_F)²`` is estimated from the Fisher-loss gradient (unbiased because the score has zero
+    mean under model-sampled targets), inside the same trust region.
+
+    One update (Wu et al. 2017, "Scalable trust-region method for deep reinforcement learning using
+    Kronecker-factored approximation", sec. 3):
+
+    1. ``Δ = F̂⁻¹ ∇`` with factored Tikhonov damping λ (``inverse_method="cholesky"``) or λ added to the
+       eigenvalue products (``"eigen"``, as OpenAI baselines); inverses are recomputed every
+       ``inverse_interval`` steps.
+    2. Trust region (sec. 3.2): ``ν = min(1, √(kfac_clip / (lr² · Δᵀ∇)))``, so the step ``lr·ν·Δ`` has a
+       quadratic-model KL ``½·(lr·ν)²·ΔᵀF̂Δ ≤ kfac_clip / 2``: ``kfac_clip`` is 2δ of the paper (SB2's name).
+    3. Momentum as baselines: ``buf ← m·buf + ν·Δ``, ``θ ← θ − lr·(1−m)·buf``.
+
+    Curvature is recorded only when asked: run the forward pass inside :meth:`record_curvature`, then call
+    :meth:`update_curvature` with the *Fisher loss*: the negative log-likelihood of targets sampled from the
+    model's own predictive distribution (not the training labels), averaged over the batch. A non-finite
+    gradient or factor never reaches the weights: that update is skipped with a warning and counted
+    (:attr:`skipped_steps`, :attr:`skipped_curvature_updates`). All statistics live in ``self.state`` so
+    ``state_dict()`` / ``load_state_dict()`` round-trip exactly (``torch.load(weights_only=True)`` included).
+
+    Example, a classifier outside RL::
+
+        import torch as th
+        from torch import nn
+        from torch.nn import functional as F
+        from sb3_acktr import KFAC
+
+        th.manual_seed(0)
+        x, y = th.randn(256, 10), th.randint(0, 3, (256,))
+        model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 3))
+        optimizer = KFAC(model, lr=0.1, kfac_clip=0.01)
+        for _ in range(50):
+            with optimizer.record_curvature():
+                logits = model(x)
+            # Fisher loss: log-likelihood of labels sampled from the model itself
+            sampled = th.distributions.Categorical(logits=logits.detach()).sample()
+            optimizer.update_curvature(F.cross_entropy(logits, sampled))
+            optimizer.zero_grad()
+            F.cross_entropy(logits, y).backward()
+            optimizer.step()
+
+    :param model: The module whose parameters are optimized (never modified: hooks are attached only while
+        :meth:`record_curvature` is active)
+    :param lr: Learning rate η_max (SB2's ``learning_rate``), >= 0
+    :param momentum: Momentum m in [0, 1)
+    :param kfac_clip: Trust-region size, > 0 (SB2's name; 2δ in the ACKTR paper): the step is scaled by
+        ``min(1, sqrt(kfac_clip / (lr**2 * Δᵀ∇)))``
+    :param damping: Tikhonov damping λ > 0. In the factored (Cholesky) form it is split between the factors
+        (π√λ on A, √λ/π on G), which is not the same regulariser as SB2's λ added to eigenvalue products
+    :param stats_decay: Running-average weight ε in [0, 1) of the old factor: ``A ← ε·A + (1−ε)·A_batch``
+        (the first batch initialises the factor)
+    :param inverse_interval: Recompute the damped inverses every this many steps (SB2's ``kfac_update``)
+    :param stats_interval: :attr:`curvature_update_due` is True every this many steps, telling callers such as
+        ACKTR when to record curvature
+    :param inverse_method: ``"cholesky"`` (factored Tikhonov damping) or ``"eigen"`` (λ added to the
+        eigenvalue products, as OpenAI baselines and SB2)
+    :param trust_region: ``"joint"``: one ν for all parameters (SB2), using the first group's ``kfac_clip``;
+        ``"per_group"``: each parameter group is scaled by its own ν and ``kfac_clip``
+    :param loss_reduction: ``"mean"`` if the Fisher loss is a mean over the batch (gradients are rescaled by
+        the batch size to per-sample gradients), ``"sum"`` if it is a sum
+    :param param_groups: Optional parameter groups (dicts with ``"params"`` and per-group options such as
+        ``"lr"``, ``"kfac_clip"``, ``"name"``) that partition the model's trainable parameters; a layer's
+        weight and bias must be in the same group. Default: one group with every trainable parameter
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 0.25,
+        momentum: float = 0.9,
+        kfac_clip: float = 0.001,
+        damping: float = 0.01,
+        stats_decay: float = 0.99,
+        inverse_interval: int = 10,
+        stats_interval: int = 1,
+        inverse_method: str = "cholesky",
+        trust_region: str = "joint",
+        loss_reduction: str = "mean",
+        param_groups: list[dict[str, Any]] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"KFAC needs the nn.Module it optimizes, got {type(model).__name__}.")
+        check_number("lr", lr, 0.0, hint="Try 0.25 (SB2's default).")
+        check_number("momentum", momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
+        check_number("kfac_clip", kfac_clip, 0.0, low_open=True, hint="Try 0.001 (SB2's default).")
+        check_number("damping", damping, 0.0, low_open=True, hint="Try 0.01 (SB2's default).")
+        check_number("stats_decay", stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
+        check_interval("inverse_interval", inverse_interval, "Try 10.")
+        check_interval("stats_interval", stats_interval, "Try 1.")
+        check_choice("inverse_method", inverse_method, INVERSE_METHODS)
+        check_choice("trust_region", trust_region, TRUST_REGIONS)
+        check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
+
+        self.model = model
+        self.inverse_interval = inverse_interval
+        self.stats_interval = stats_interval
+        self.inverse_method = inverse_method
+        self.trust_region = trust_region
+        self.loss_reduction = loss_reduction
+        self.layers = self._find_layers(model)
+        trainable = [param for param in model.parameters() if param.requires_grad]
+        if not trainable:
+            raise ValueError("model has no trainable parameter (every requires_grad is False).")
+        covered = {id(p) for layer in self.layers for p in (layer.weight, layer.bias) if p is not None}
+        self.fallback_params = [param for param in trainable if id(param) not in covered]
+        groups = self._check_param_groups(param_groups, trainable)
+        defaults = dict(lr=lr, momentum=momentum, kfac_clip=kfac_clip, damping=damping, stats_decay=stats_decay)
+        super().__init__(groups, defaults)
+        self._layer_of_weight = {id(layer.weight): layer for layer in self.layers}
+        self._fallback_ids = {id(param) for param in self.fallback_params}
+        self._group_index = {id(param): index for index, group in enumerate(self.param_groups) for param in group["params"]}
+        # Counters, saved by state_dict() under the key "kfac"
+        self.steps = 0
+        self.curvature_updates = 0
+        self.skipped_steps = 0
+        self.skipped_curvature_updates = 0
+        #: Trust-region figures of the last step(), per group: nu, vg (Δᵀ∇), quadratic_kl
+        self.last_step_info: list[dict[str, float]] = []
+
+    @staticmethod
+    def _find_layers(model: nn.Module) -> list[_Layer]:
+        """The trainable Linear/Conv2d layers of ``model`` that get Kronecker factors."""
+        layers: list[_Layer] = []
+        seen: set[int] = set()
+        for name, module in model.named_modules():
+            if not isinstance(module, SUPPORTED_MODULES) or not module.weight.requires_grad:
+                continue
+            if isinstance(module, nn.Conv2d) and module.groups != 1:
+                warnings.warn(
+                    f"KFAC: Conv2d layer '{name}' has groups={module.groups}; Kronecker factors need groups=1, "
+                    "so its parameters use the diagonal fallback.",
+                    UserWarning,
+                )
+                continue
+            if id(module.weight) in seen:
+                raise ValueError(
+                    f"KFAC: the weight of layer '{name}' is shared with another layer (tied weights), "
+                    "which K-FAC does not support. Untie the weights or optimize them with another optimizer."
+                )
+            seen.add(id(module.weight))
+            bias = module.bias if module.bias is not None and module.bias.requires_grad else None
+            layers.append(_Layer(name=name, module=module, weight=module.weight, bias=bias))
+        if not layers:
+            raise ValueError(
+                f"KFAC found no trainable nn.Linear or nn.Conv2d (groups=1) layer in {type(model).__name__}: "
+                "there is nothing to precondition. Use a first-order optimizer for this model."
+            )
+        return layers
+
+    def _check_param_groups(
+        self, param_groups: list[dict[str, Any]] | None, trainable: list[nn.Parameter]
+    ) -> list[dict[str, Any]]:
+        """Validate user parameter groups: they partition the trainable parameters, a layer stays in one group."""
+        if param_groups is None:
+            return [{"params": trainable}]
+        group_of: dict[int, int] = {}
+        groups = []
+        for index, group in enumerate(param_groups):
+            if not isinstance(group, dict) or "params" not in group:
+                raise ValueError(f"param_groups[{index}] must be a dict with a 'params' entry, got {group!r}.")
+            params = list(group["params"])
+            for param in params:
+                if id(param) in group_of:
+                    raise ValueError(f"A parameter appears in param_groups[{group_of[id(param)]}] and [{index}].")
+                group_of[id(param)] = index
+            groups.append({**group, "params": params})
+        missing = [p for p in trainable if id(p) not in group_of]
+        foreign = set(group_of) - {id(p) for p in trainable}
+        if missing or foreign:
+            raise ValueError(
+                f"param_groups must partition the model's trainable parameters: {len(missing)} missing, "
+                f"{len(foreign)} not trainable parameters of the model."
+            )
+        for layer in self.layers:
+            if layer.bias is not None and group_of[id(layer.bias)] != group_of[id(layer.weight)]:
+                raise ValueError(f"The weight and bias of layer '{layer.name}' must be in the same parameter group.")
+        return groups
+
+    @property
+    def curvature_update_due(self) -> bool:
+        """Whether the statistics interval asks for a curvature update before the next :meth:`step`."""
+        return self.steps % self.stats_interval == 0
+
+    @contextmanager
+    def record_curvature(self, enabled: bool = True) -> Iterator[None]:
+        """
+        Context in which forward passes of the covered layers are recorded for :meth:`update_curvature`.
+
+        Hooks exist only inside this context: rollouts, ``predict`` and evaluation are never recorded.
+        Only the inputs and outputs are kept (no copy); the statistics are computed by :meth:`update_curvature`.
+
+        :param enabled: If False, record nothing (convenient with :attr:`curvature_update_due`)
+        """
+        if not enabled:
+            yield
+            return
+        handles = [layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @staticmethod
+    def _make_recorder(layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], th.Tensor], None]:
+        def record(module: nn.Module, inputs: tuple[Any, ...], output: th.Tensor) -> None:
+            if output.requires_grad:
+                layer.records.append((inputs[0].detach(), output))
+
+        return record
+
+    def update_curvature(self, fisher_loss: th.Tensor, retain_graph: bool = True) -> None:
+        """
+        Update the running Kronecker factors (and the diagonal fallback) from the Fisher loss.
+
+        Differentiates ``fisher_loss`` only with respect to the outputs of the layers recorded by
+        :meth:`record_curvature` (and the fallback parameters): no weight gradient is computed and
+        ``.grad`` is left untouched.
+
+        :param fisher_loss: Scalar negative log-likelihood of model-sampled targets (see ``loss_reduction``)
+        :param retain_graph: Keep the graph for the training loss's backward pass
+        """
+        records = [(layer, inputs, output) for layer in self.layers for inputs, output in layer.records]
+        for layer in self.layers:
+            layer.records = []
+        if not records:
+            raise RuntimeError(
+                "KFAC.update_curvature: no forward pass was recorded. Run the model's forward pass inside "
+                "`with optimizer.record_curvature():`, with gradients enabled."
+            )
+        if not fisher_loss.requires_grad:
+            raise RuntimeError("KFAC.update_curvature: the Fisher loss does not require grad (computed under no_grad?).")
+        fallback = [param for param in self.fallback_params if param.requires_grad]
+        grads = th.autograd.grad(
+            fisher_loss, [output for _, _, output in records] + fallback, retain_graph=retain_graph, allow_unused=True
+        )
+        batch_size = records[0][2].shape[0]
+        scale = batch_size if self.loss_reduction == "mean" else 1
+        with th.no_grad():
+            new_factors = self._batch_factors(records, grads[: len(records)], scale)
+            # Diagonal Fisher of the other parameters: Var(Σ_i g_i) = N·E[g²] since E[g] = 0 under model samples
+            new_diagonals = {
+                param: grad.square() * (scale**2 / batch_size) for param, grad in zip(fallback, grads[len(records) :])
+                if grad is not None
+            }
+            tensors = [t for pair in new_factors.values() for t in pair] + list(new_diagonals.values())
+            if not all(bool(th.isfinite(t).all()) for t in tensors):
+                self.skipped_curvature_updates += 1
+                warnings.warn(
+                    "KFAC: non-finite curvature statistics (NaN/inf in activations or Fisher-loss gradients); "
+                    f"this curvature update is skipped ({self.skipped_curvature_updates} so far).",
+                    RuntimeWarning,
+                )
+                return
+            for layer, (a_new, g_new) in new_factors.items():
+                state = self.state[layer.weight]
+                decay = self._group_of(layer.weight)["stats_decay"]
+                self._running_average(state, "A", a_new, decay)
+                self._running_average(state, "G", g_new, decay)
+            for param, diagonal in new_diagonals.items():
+                self._running_average(self.state[param], "fisher_diag", diagonal, self._group_of(param)["stats_decay"])
+        self.curvature_updates += 1
+
+    @staticmethod
+    def _batch_factors(
+        records: list[tuple[_Layer, th.Tensor, th.Tensor]], output_grads: Iterable[th.Tensor | None], scale: int
+    ) -> dict[_Layer, tuple[th.Tensor, th.Tensor]]:
+        """A and G of this batch for each layer, pooling the layer's calls as extra samples."""
+        sums: dict[_Layer, list[Any]] = {}
+        for (layer, inputs, _), grad_output in zip(records, output_grads, strict=True):
+            if grad_output is None:  # this call does not influence the Fisher loss
+                continue
+            a_rows, a_norm = layer_input_rows(layer.module, inputs)
+            g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale)
+            a_sum, g_sum = a_rows.t() @ a_rows, g_rows.t() @ g_rows
+            if layer in sums:
+                entry = sums[layer]
+                sums[layer] = [entry[0] + a_sum, entry[1] + a_norm, entry[2] + g_sum, entry[3] + g_norm]
+            else:
+                sums[layer] = [a_sum, a_norm, g_sum, g_norm]
+        return {
+            layer: (symmetric_mean(a_sum, a_norm), symmetric_mean(g_sum, g_norm))
+            for layer, (a_sum, a_norm, g_sum, g_norm) in sums.items()
+        }
+
+    @staticmethod
+    def _running_average(state: dict[str, Any], key: str, new: th.Tensor, decay: float) -> None:
+        """``state[key] ← decay·state[key] + (1 − decay)·new``; the first value initialises it."""
+        if key in state:
+            state[key].mul_(decay).add_(new, alpha=1 - decay)
+        else:
+            state[key] = new.clone()
+
+    def _group_of(self, param: th.Tensor) -> dict[str, Any]:
+        return self.param_groups[self._group_index[id(param)]]
+
+    def _layer_update(self, layer: _Layer, group: dict[str, Any], refresh: bool) -> th.Tensor | None:
+        """The preconditioned gradient matrix ``F̂⁻¹[∇W, ∇b]`` of a layer (None if it has no gradient)."""
+        weight_grad = layer.weight.grad
+        bias_grad = layer.bias.grad if layer.bias is not None else None
+        if weight_grad is None and bias_grad is None:
+            return None
+        state = self.state[layer.weight]
+        if "A" not in state:
+            raise RuntimeError(
+                f"KFAC: layer '{layer.name}' has no curvature statistics yet. Call update_curvature() "
+                "(after a forward pass inside record_curvature()) before the first step()."
+            )
+        if weight_grad is None:
+            weight_grad = th.zeros_like(layer.weight)
+        if layer.module.bias is not None and bias_grad is None:
+            bias_grad = th.zeros_like(layer.module.bias)
+        grad = grad_matrix(weight_grad, bias_grad)
+        damping = group["damping"]
+        if self.inverse_method == "cholesky":
+            if refresh or "A_inv" not in state:
+                state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"], damping)
+            return precondition_cholesky(grad, state["A_inv"], state["G_inv"])
+        if refresh or "A_eigenvalues" not in state:
+            state["A_eigenvalues"], state["A_eigenvectors"] = eigen_decomposition(state["A"])
+            state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"])
+        a_eig = (state["A_eigenvalues"], state["A_eigenvectors"])
+        g_eig = (state["G_eigenvalues"], state["G_eigenvectors"])
+        return precondition_eigen(grad, a_eig, g_eig, damping)
+
+    def _group_updates(self, group: dict[str, Any], refresh: bool) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
+        """``(param, gradient, preconditioned gradient)`` for every parameter of ``group`` with a gradient."""
+        updates = []
+        for param in group["params"]:
+            layer = self._layer_of_weight.get(id(param))
+            if layer is not None:
+                delta = self._layer_update(layer, group, refresh)
+                if delta is None:
+                    continue
+                n_weight = layer.weight[0].numel()
+                if layer.weight.grad is not None:
+                    updates.append((layer.weight, layer.weight.grad, delta[:, :n_weight].reshape(layer.weight.shape)))
+                if layer.bias is not None and layer.bias.grad is not None:
+                    updates.append((layer.bias, layer.bias.grad, delta[:, n_weight]))
+            elif id(param) in self._fallback_ids and param.grad is not None:
+                fisher_diag = self.state[param].get("fisher_diag")
+                denominator = group["damping"] if fisher_diag is None else fisher_diag + group["damping"]
+                updates.append((param, param.grad, param.grad / denominator))
+        return updates
+
+    @th.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """
+        Perform one K-FAC update with the trust-region scale and momentum.
+
+        :param closure: A closure that re-evaluates the model and returns the loss (optional)
+        :return: The loss returned by ``closure``, if any
+        """
+        loss = None
+        if closure is not None:
+            with th.enable_grad():
+                loss = closure()
+        refresh = self.steps % self.inverse_interval == 0
+        self.steps += 1
+        self.last_step_info = []
+        group_updates = [self._group_updates(group, refresh) for group in self.param_groups]
+        # Δᵀ∇ = ΔᵀF̂Δ per group: the quadratic model of the KL (ACKTR paper sec. 3.2)
+        vgs = [sum((float((delta * grad).sum()) for _, grad, delta in updates), 0.0) for updates in group_updates]
+        if not all(math.isfinite(vg) for vg in vgs):
+            self.skipped_steps += 1
+            warnings.warn(
+                "KFAC: non-finite gradient or preconditioned gradient; this update is skipped and the weights "
+                f"are unchanged ({self.skipped_steps} skipped so far). Check the loss and the inputs for NaN/inf.",
+                RuntimeWarning,
+            )
+            return loss
+        nus = self._trust_region_scales(vgs)
+        for group, updates, vg, nu in zip(self.param_groups, group_updates, vgs, nus, strict=True):
+            lr, momentum = group["lr"], group["momentum"]
+            for param, _, delta in updates:
+                state = self.state[param]
+                if "momentum_buffer" in state:
+                    state["momentum_buffer"].mul_(momentum).add_(delta, alpha=nu)
+                else:
+                    state["momentum_buffer"] = delta * nu
+                param.add_(state["momentum_buffer"], alpha=-lr * (1 - momentum))
+            quadratic_kl = 0.5 * (lr * nu) ** 2 * max(vg, 0.0)
+            self.last_step_info.append({"nu": nu, "vg": vg, "quadratic_kl": quadratic_kl})
+        return loss
+
+    def _trust_region_scales(self, vgs: list[float]) -> list[float]:
+        """ν = min(1, √(kfac_clip / Σ lr²·Δᵀ∇)), jointly or per group (ACKTR paper sec. 3.2)."""
+
+        def scale(kfac_clip: float, weighted_vg: float) -> float:
+            # Δᵀ∇ <= 0 means a zero gradient (F̂ is positive definite) or lr = 0: nothing to scale
+            return 1.0 if weighted_vg <= 0 else min(1.0, math.sqrt(kfac_clip / weighted_vg))
+
+        weighted = [group["lr"] ** 2 * vg for group, vg in zip(self.param_groups, vgs, strict=True)]
+        if self.trust_region == "joint":
+            return [scale(self.param_groups[0]["kfac_clip"], sum(weighted))] * len(vgs)
+        return [scale(group["kfac_clip"], w) for group, w in zip(self.param_groups, weighted, strict=True)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """
+        The optimizer state: factors, inverses, diagonal Fisher, momentum buffers, and the counters.
+
+        :return: A dict with torch's ``"state"`` and ``"param_groups"`` plus ``"kfac"`` (the counters)
+        """
+        state_dict = super().state_dict()
+        state_dict["kfac"] = {
+            "steps": self.steps,
+            "curvature_updates": self.curvature_updates,
+            "skipped_steps": self.skipped_steps,
+            "skipped_curvature_updates": self.skipped_curvature_updates,
+        }
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """
+        Load a state saved by :meth:`state_dict`, keeping every tensor's dtype (torch would cast them).
+
+        :param state_dict: The saved state
+        """
+        state_dict = dict(state_dict)
+        if "kfac" not in state_dict:
+            raise ValueError("This is not a KFAC state_dict (no 'kfac' entry): it was saved by another optimizer.")
+        counters = state_dict.pop("kfac")
+        dtypes = {
+            (param_id, key): value.dtype
+            for param_id, param_state in state_dict["state"].items()
+            for key, value in param_state.items()
+            if isinstance(value, th.Tensor)
+        }
+        super().load_state_dict(state_dict)
+        saved_ids = [param_id for group in state_dict["param_groups"] for param_id in group["params"]]
+        params = [param for group in self.param_groups for param in group["params"]]
+        param_of = dict(zip(saved_ids, params, strict=True))
+        for (param_id, key), dtype in dtypes.items():
+            param_state = self.state[param_of[param_id]]
+            param_state[key] = param_state[key].to(dtype)
+        self.steps = int(counters["steps"])
+        self.curvature_updates = int(counters["curvature_updates"])
+        self.skipped_steps = int(counters["skipped_steps"])
+        self.skipped_curvature_updates = int(counters["skipped_curvature_updates"])
+
