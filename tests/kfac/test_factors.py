@@ -1,0 +1,171 @@
+"""Kronecker factors against their definition, computed independently with per-sample loops."""
+
+import pytest
+import torch as th
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_acktr.kfac import KFAC
+from sb3_acktr.kfac.factors import conv2d_patches
+
+
+def per_sample_output_grads(model: nn.Module, layer: nn.Module, x: th.Tensor, targets: th.Tensor) -> list[th.Tensor]:
+    """∂ℓ_n/∂z_n of each sample's own loss (one forward per sample), ℓ_n = cross-entropy of the model's output."""
+    grads = []
+    for n in range(x.shape[0]):
+        outputs = []
+        handle = layer.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+        logits = model(x[n : n + 1])
+        handle.remove()
+        loss = F.cross_entropy(logits.flatten(1), targets[n : n + 1])
+        (grad,) = th.autograd.grad(loss, outputs[0])
+        grads.append(grad[0])
+    return grads
+
+
+def curvature_from_optimizer(model: nn.Module, x: th.Tensor, targets: th.Tensor, **kwargs) -> KFAC:
+    optimizer = KFAC(model, **kwargs)
+    with optimizer.record_curvature():
+        logits = model(x)
+    # Mean over the batch: KFAC rescales by N to per-sample gradients
+    optimizer.update_curvature(F.cross_entropy(logits.flatten(1), targets))
+    return optimizer
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_factors(bias):
+    th.manual_seed(0)
+    layer = nn.Linear(4, 3, bias=bias).double()
+    model = nn.Sequential(layer)
+    x, targets = th.randn(6, 4, dtype=th.float64), th.randint(0, 3, (6,))
+    state = curvature_from_optimizer(model, x, targets).state[layer.weight]
+
+    grads = per_sample_output_grads(model, layer, x, targets)
+    a_expected = th.zeros(5 if bias else 4, 5 if bias else 4, dtype=th.float64)
+    g_expected = th.zeros(3, 3, dtype=th.float64)
+    for n in range(6):
+        a_bar = th.cat([x[n], th.ones(1, dtype=th.float64)]) if bias else x[n]
+        a_expected += th.outer(a_bar, a_bar) / 6
+        g_expected += th.outer(grads[n], grads[n]) / 6
+    th.testing.assert_close(state["A"], a_expected)
+    th.testing.assert_close(state["G"], g_expected)
+
+
+def explicit_patches(x: th.Tensor, kernel: int, stride: int, padding: int, dilation: int) -> th.Tensor:
+    """Patches by explicit loops over output positions, zero padding, flattened as (C, kh, kw)."""
+    n_samples, channels, height, width = x.shape
+    padded = th.zeros(n_samples, channels, height + 2 * padding, width + 2 * padding, dtype=x.dtype)
+    padded[:, :, padding : padding + height, padding : padding + width] = x
+    span = dilation * (kernel - 1) + 1
+    out_h = (height + 2 * padding - span) // stride + 1
+    out_w = (width + 2 * padding - span) // stride + 1
+    patches = th.zeros(n_samples, out_h * out_w, channels * kernel * kernel, dtype=x.dtype)
+    for n in range(n_samples):
+        for i in range(out_h):
+            for j in range(out_w):
+                window = padded[n, :, i * stride : i * stride + span : dilation, j * stride : j * stride + span : dilation]
+                patches[n, i * out_w + j] = window.reshape(-1)
+    return patches
+
+
+CONV_CONFIGS = [
+    dict(kernel_size=3, stride=1, padding=0, dilation=1, bias=True),
+    dict(kernel_size=3, stride=2, padding=1, dilation=1, bias=True),
+    dict(kernel_size=2, stride=1, padding=2, dilation=2, bias=False),
+    dict(kernel_size=3, stride=3, padding=0, dilation=1, bias=True),
+]
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS)
+def test_conv2d_factors(config):
+    th.manual_seed(1)
+    conv = nn.Conv2d(2, 3, **config).double()
+    model = nn.Sequential(conv, nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x, targets = th.randn(4, 2, 7, 7, dtype=th.float64), th.randint(0, 3, (4,))
+    state = curvature_from_optimizer(model, x, targets).state[conv.weight]
+
+    kernel, stride, padding, dilation = config["kernel_size"], config["stride"], config["padding"], config["dilation"]
+    patches = explicit_patches(x, kernel, stride, padding, dilation)
+    if config["bias"]:
+        patches = th.cat([patches, th.ones(*patches.shape[:2], 1, dtype=th.float64)], dim=2)
+    grads = per_sample_output_grads(model, conv, x, targets)
+    n_samples, n_positions = patches.shape[:2]
+    omega = th.zeros(patches.shape[2], patches.shape[2], dtype=th.float64)
+    gamma = th.zeros(3, 3, dtype=th.float64)
+    for n in range(n_samples):
+        g_positions = grads[n].reshape(3, -1)  # (out, T)
+        assert g_positions.shape[1] == n_positions
+        for t in range(n_positions):
+            # Grosse & Martens 2016: Ω = E[Σ_t ā ā ᵀ], Γ = (1/T) E[Σ_t g gᵀ]
+            omega += th.outer(patches[n, t], patches[n, t]) / n_samples
+            gamma += th.outer(g_positions[:, t], g_positions[:, t]) / (n_samples * n_positions)
+    th.testing.assert_close(state["A"], omega)
+    th.testing.assert_close(state["G"], gamma)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(kernel_size=3, padding="same", padding_mode="zeros"),
+        dict(kernel_size=3, padding="valid"),
+        dict(kernel_size=3, padding=1, padding_mode="reflect"),
+        dict(kernel_size=3, padding=(1, 2), padding_mode="circular", stride=(1, 2)),
+        dict(kernel_size=(2, 3), padding=1, padding_mode="replicate", dilation=(2, 1)),
+    ],
+)
+def test_conv2d_patches_reproduce_the_convolution(config):
+    """The patches times the weight matrix must give the layer's own output, whatever the padding."""
+    th.manual_seed(2)
+    conv = nn.Conv2d(2, 4, **config).double()
+    x = th.randn(3, 2, 6, 7, dtype=th.float64)
+    patches = conv2d_patches(conv, x)
+    output = conv(x)
+    expected = output.flatten(2).transpose(1, 2)
+    th.testing.assert_close(patches @ conv.weight.reshape(4, -1).t() + conv.bias, expected)
+
+
+def test_factors_running_average():
+    th.manual_seed(3)
+    layer = nn.Linear(3, 2).double()
+    optimizer = KFAC(layer, stats_decay=0.75)
+    batches = [(th.randn(5, 3, dtype=th.float64), th.randint(0, 2, (5,))) for _ in range(3)]
+    expected = None
+    for x, y in batches:
+        with optimizer.record_curvature():
+            logits = layer(x)
+        optimizer.update_curvature(F.cross_entropy(logits, y))
+        a_bar = th.cat([x, th.ones(5, 1, dtype=th.float64)], dim=1)
+        batch_a = a_bar.t() @ a_bar / 5
+        # The first batch initialises the factor, later ones are averaged with weight 1 - stats_decay
+        expected = batch_a if expected is None else 0.75 * expected + 0.25 * batch_a
+    th.testing.assert_close(optimizer.state[layer.weight]["A"], expected)
+    assert optimizer.curvature_updates == 3
+
+
+def test_shared_layer_pools_calls():
+    """A layer called twice in one forward pass counts each call's rows as extra samples."""
+    th.manual_seed(4)
+    layer = nn.Linear(3, 3, bias=False).double()
+    optimizer = KFAC(layer)
+    x = th.randn(4, 3, dtype=th.float64)
+    with optimizer.record_curvature():
+        hidden = layer(x)
+        output = layer(th.tanh(hidden))
+    optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
+    inputs = th.cat([x, th.tanh(hidden).detach()])
+    th.testing.assert_close(optimizer.state[layer.weight]["A"], inputs.t() @ inputs / 8)
+
+
+def test_sum_reduction_does_not_rescale():
+    th.manual_seed(5)
+    layer = nn.Linear(3, 2).double()
+    x = th.randn(5, 3, dtype=th.float64)
+    factors = {}
+    for reduction in ("mean", "sum"):
+        optimizer = KFAC(layer, loss_reduction=reduction)
+        with optimizer.record_curvature():
+            output = layer(x)
+        per_sample = 0.5 * (output**2).sum(dim=1)
+        optimizer.update_curvature(per_sample.mean() if reduction == "mean" else per_sample.sum())
+        factors[reduction] = optimizer.state[layer.weight]["G"]
+    th.testing.assert_close(factors["mean"], factors["sum"])

@@ -1,0 +1,370 @@
+"""KFAC steps against independent computations: dense Kronecker solves, the exact natural gradient, the trust region."""
+
+import io
+import math
+
+import pytest
+import torch as th
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_acktr.kfac import KFAC
+
+
+def flat_layer_grad(layer: nn.Linear) -> th.Tensor:
+    """Row-major vec of [∇W, ∇b] (the test's vec convention: row i holds W_i and b_i)."""
+    return th.cat([layer.weight.grad, layer.bias.grad[:, None]], dim=1).flatten()
+
+
+def layer_params(layer: nn.Linear) -> th.Tensor:
+    return th.cat([layer.weight, layer.bias[:, None]], dim=1).detach().flatten()
+
+
+def make_batch(seed: int, n_samples: int = 8, n_inputs: int = 4, n_classes: int = 3):
+    th.manual_seed(seed)
+    return th.randn(n_samples, n_inputs, dtype=th.float64), th.randint(0, n_classes, (n_samples,))
+
+
+def fisher_then_gradient(optimizer: KFAC, model: nn.Module, x: th.Tensor, y: th.Tensor) -> None:
+    """Record curvature with labels sampled from the model, then leave the training-loss gradient in .grad."""
+    with optimizer.record_curvature():
+        logits = model(x)
+    sampled = th.distributions.Categorical(logits=logits.detach()).sample()
+    optimizer.update_curvature(F.cross_entropy(logits, sampled))
+    optimizer.zero_grad()
+    F.cross_entropy(logits, y).backward()
+
+
+def dense_kfac_direction(optimizer: KFAC, layer: nn.Linear, damping: float) -> th.Tensor:
+    """Δ = (G_d ⊗ A_d)⁻¹ vec([∇W, ∇b]) with factored Tikhonov damping, by a dense solve."""
+    a_factor, g_factor = optimizer.state[layer.weight]["A"], optimizer.state[layer.weight]["G"]
+    n_in, n_out = a_factor.shape[0], g_factor.shape[0]
+    pi = math.sqrt((th.trace(a_factor) / n_in) / (th.trace(g_factor) / n_out))
+    eye_a, eye_g = th.eye(n_in, dtype=th.float64), th.eye(n_out, dtype=th.float64)
+    # W of shape (out, in), row-major vec: vec(G X A) = (G ⊗ A) vec(X) for symmetric A
+    block = th.kron(g_factor + math.sqrt(damping) / pi * eye_g, a_factor + pi * math.sqrt(damping) * eye_a)
+    return th.linalg.solve(block, flat_layer_grad(layer))
+
+
+def test_preconditioned_gradient_matches_dense_kronecker_solve():
+    x, y = make_batch(0)
+    layer = nn.Linear(4, 3).double()
+    damping = 0.05
+    # Huge kfac_clip: ν = 1, no momentum: the update is exactly lr·Δ
+    optimizer = KFAC(layer, lr=0.5, momentum=0.0, kfac_clip=1e9, damping=damping)
+    fisher_then_gradient(optimizer, layer, x, y)
+    before, expected = layer_params(layer), dense_kfac_direction(optimizer, layer, damping)
+    optimizer.step()
+    th.testing.assert_close((before - layer_params(layer)) / 0.5, expected)
+
+
+def test_conv_preconditioned_gradient_matches_dense_kronecker_solve():
+    th.manual_seed(1)
+    conv = nn.Conv2d(2, 3, kernel_size=2, stride=1).double()
+    model = nn.Sequential(conv, nn.Flatten(), nn.Linear(3 * 9, 2).double())
+    x, y = th.randn(5, 2, 4, 4, dtype=th.float64), th.randint(0, 2, (5,))
+    optimizer = KFAC(model, lr=1.0, momentum=0.0, kfac_clip=1e9, damping=0.1)
+    fisher_then_gradient(optimizer, model, x, y)
+    grad = th.cat([conv.weight.grad.reshape(3, -1), conv.bias.grad[:, None]], dim=1).flatten()
+    before = th.cat([conv.weight.reshape(3, -1), conv.bias[:, None]], dim=1).detach().flatten()
+    optimizer.step()
+    after = th.cat([conv.weight.reshape(3, -1), conv.bias[:, None]], dim=1).detach().flatten()
+
+    a_factor, g_factor = optimizer.state[conv.weight]["A"], optimizer.state[conv.weight]["G"]
+    pi = math.sqrt((th.trace(a_factor) / 9) / (th.trace(g_factor) / 3))
+    block = th.kron(
+        g_factor + math.sqrt(0.1) / pi * th.eye(3, dtype=th.float64),
+        a_factor + pi * math.sqrt(0.1) * th.eye(9, dtype=th.float64),
+    )
+    th.testing.assert_close(before - after, th.linalg.solve(block, grad))
+
+
+def test_single_sample_step_is_the_exact_damped_natural_gradient():
+    """One sample, one layer: F = G ⊗ A exactly, and the eigen mode solves (F + λI) Δ = ∇ exactly."""
+    th.manual_seed(2)
+    layer = nn.Linear(3, 4).double()
+    x, y = th.randn(1, 3, dtype=th.float64), th.tensor([1])
+    damping = 0.03
+    optimizer = KFAC(layer, lr=1.0, momentum=0.0, kfac_clip=1e9, damping=damping, inverse_method="eigen")
+    with optimizer.record_curvature():
+        logits = layer(x)
+    sampled = th.distributions.Categorical(logits=logits.detach()).sample()
+    fisher_loss = F.cross_entropy(logits, sampled)
+    # The exact (sampled) Fisher of all parameters, from the full parameter gradient: no factorisation
+    weight_grad, bias_grad = th.autograd.grad(fisher_loss, [layer.weight, layer.bias], retain_graph=True)
+    score = th.cat([weight_grad, bias_grad[:, None]], dim=1).flatten()
+    fisher = th.outer(score, score)
+    optimizer.update_curvature(fisher_loss)
+    optimizer.zero_grad()
+    F.cross_entropy(logits, y).backward()
+    before, grad = layer_params(layer), flat_layer_grad(layer)
+    optimizer.step()
+
+    natural_gradient = th.linalg.solve(fisher + damping * th.eye(16, dtype=th.float64), grad)
+    th.testing.assert_close(before - layer_params(layer), natural_gradient)
+
+
+def test_trust_region_scale():
+    x, y = make_batch(3)
+    lr, kfac_clip = 0.7, 1e-4
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer, lr=lr, momentum=0.0, kfac_clip=kfac_clip)
+    fisher_then_gradient(optimizer, layer, x, y)
+    before, grad = layer_params(layer), flat_layer_grad(layer)
+    delta = dense_kfac_direction(optimizer, layer, 0.01)
+    optimizer.step()
+
+    # ν = min(1, √(kfac_clip / (lr²·Δᵀ∇))) (ACKTR paper sec. 3.2 with kfac_clip = 2δ)
+    vg = float(delta @ grad)
+    expected_nu = min(1.0, math.sqrt(kfac_clip / (lr**2 * vg)))
+    assert expected_nu < 1.0, "the test must exercise a binding trust region"
+    info = optimizer.last_step_info[0]
+    assert info["nu"] == pytest.approx(expected_nu, rel=1e-9)
+    assert info["vg"] == pytest.approx(vg, rel=1e-9)
+    th.testing.assert_close(before - layer_params(layer), lr * expected_nu * delta)
+    # The quadratic-model KL of the scaled step is exactly kfac_clip / 2 (= δ) when ν binds
+    assert info["quadratic_kl"] == pytest.approx(kfac_clip / 2, rel=1e-9)
+
+
+def test_trust_region_joint_and_per_group():
+    x, y = make_batch(4)
+    results = {}
+    for mode in ("joint", "per_group"):
+        th.manual_seed(5)
+        model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+        groups = [{"params": list(model[0].parameters())}, {"params": list(model[2].parameters()), "kfac_clip": 1e-5}]
+        optimizer = KFAC(model, lr=0.5, momentum=0.0, kfac_clip=1e-3, trust_region=mode, param_groups=groups)
+        fisher_then_gradient(optimizer, model, x, y)
+        optimizer.step()
+        results[mode] = optimizer.last_step_info
+    joint, per_group = results["joint"], results["per_group"]
+    # Joint: one ν from the first group's kfac_clip and the sum over groups of lr²·Δᵀ∇
+    expected = math.sqrt(1e-3 / (0.25 * (joint[0]["vg"] + joint[1]["vg"])))
+    assert joint[0]["nu"] == joint[1]["nu"] == pytest.approx(min(1.0, expected))
+    # Per group: each group's own kfac_clip
+    for info, kfac_clip in zip(per_group, (1e-3, 1e-5)):
+        assert info["nu"] == pytest.approx(min(1.0, math.sqrt(kfac_clip / (0.25 * info["vg"]))))
+
+
+def test_momentum_follows_baselines_convention():
+    x, y = make_batch(6)
+    lr, momentum = 0.3, 0.9
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer, lr=lr, momentum=momentum, kfac_clip=1e-3, inverse_interval=1)
+    scaled_steps, params = [], [layer_params(layer)]
+    for _ in range(3):
+        fisher_then_gradient(optimizer, layer, x, y)
+        optimizer.step()
+        params.append(layer_params(layer))
+        info = optimizer.last_step_info[0]
+        scaled_steps.append((info["nu"], dense_kfac_direction(optimizer, layer, 0.01)))
+    # buf_k = m·buf_{k-1} + ν_k·Δ_k and θ_k = θ_{k-1} − lr·(1−m)·buf_k: check buf from consecutive moves
+    buffers = [(params[k] - params[k + 1]) / (lr * (1 - momentum)) for k in range(3)]
+    increments = [buffers[0]] + [buffers[k] - momentum * buffers[k - 1] for k in (1, 2)]
+    for (nu, delta), increment in zip(scaled_steps, increments):
+        th.testing.assert_close(increment, nu * delta)
+
+
+def test_learning_rate_zero_leaves_weights_unchanged():
+    x, y = make_batch(7)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer, lr=0.0)
+    fisher_then_gradient(optimizer, layer, x, y)
+    before = layer_params(layer)
+    optimizer.step()
+    th.testing.assert_close(layer_params(layer), before, rtol=0, atol=0)
+
+
+def test_diagonal_fallback_for_free_parameters():
+    """A parameter outside Linear/Conv2d is preconditioned by ∇ / (N·(∇L_F)² + λ) inside the trust region."""
+
+    class ScaledLinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+            self.log_scale = nn.Parameter(th.zeros(3))
+
+        def forward(self, x: th.Tensor) -> th.Tensor:
+            return self.linear(x) * self.log_scale.exp()
+
+    x, y = make_batch(8)
+    model = ScaledLinear().double()
+    damping = 0.01
+    optimizer = KFAC(model, lr=0.1, momentum=0.0, kfac_clip=1e9, damping=damping)
+    assert optimizer.fallback_params == [model.log_scale]
+    with optimizer.record_curvature():
+        logits = model(x)
+    sampled = th.distributions.Categorical(logits=logits.detach()).sample()
+    fisher_loss = F.cross_entropy(logits, sampled)
+    (fisher_grad,) = th.autograd.grad(fisher_loss, model.log_scale, retain_graph=True)
+    optimizer.update_curvature(fisher_loss)
+    th.testing.assert_close(optimizer.state[model.log_scale]["fisher_diag"], 8 * fisher_grad**2)
+    optimizer.zero_grad()
+    F.cross_entropy(logits, y).backward()
+    grad, before = model.log_scale.grad.clone(), model.log_scale.detach().clone()
+    optimizer.step()
+    th.testing.assert_close(before - model.log_scale.detach(), 0.1 * grad / (8 * fisher_grad**2 + damping))
+
+
+def test_curvature_recorded_only_inside_the_context():
+    x, y = make_batch(9)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer)
+    layer(x)  # outside the context: not recorded
+    with th.no_grad(), optimizer.record_curvature():
+        layer(x)  # no graph: cannot be recorded
+    with optimizer.record_curvature(enabled=False):
+        layer(x)
+    assert not layer._forward_hooks
+    with pytest.raises(RuntimeError, match="no forward pass was recorded"):
+        optimizer.update_curvature(F.cross_entropy(layer(x), y))
+    with optimizer.record_curvature():
+        assert len(layer._forward_hooks) == 1
+        logits = layer(x)
+    assert not layer._forward_hooks
+    optimizer.update_curvature(F.cross_entropy(logits, y))
+    assert "A" in optimizer.state[layer.weight]
+    assert layer.weight.grad is None, "update_curvature must not touch .grad"
+
+
+def test_step_before_any_curvature_raises():
+    x, y = make_batch(10)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer)
+    F.cross_entropy(layer(x), y).backward()
+    with pytest.raises(RuntimeError, match="no curvature statistics yet"):
+        optimizer.step()
+
+
+def test_non_finite_gradient_is_skipped():
+    x, y = make_batch(11)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer)
+    fisher_then_gradient(optimizer, layer, x, y)
+    layer.weight.grad[0, 0] = float("nan")
+    before = layer_params(layer)
+    with pytest.warns(RuntimeWarning, match="update is skipped"):
+        optimizer.step()
+    th.testing.assert_close(layer_params(layer), before, rtol=0, atol=0)
+    assert optimizer.skipped_steps == 1
+    assert optimizer.last_step_info == []
+    assert "momentum_buffer" not in optimizer.state[layer.weight]
+
+
+def test_non_finite_curvature_is_skipped():
+    x, y = make_batch(12)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer)
+    fisher_then_gradient(optimizer, layer, x, y)
+    a_before = optimizer.state[layer.weight]["A"].clone()
+    x_bad = x.clone()
+    x_bad[0, 0] = float("inf")
+    with optimizer.record_curvature():
+        logits = layer(x_bad)
+    with pytest.warns(RuntimeWarning, match="curvature update is skipped"):
+        optimizer.update_curvature(F.cross_entropy(logits, y))
+    th.testing.assert_close(optimizer.state[layer.weight]["A"], a_before, rtol=0, atol=0)
+    assert optimizer.skipped_curvature_updates == 1
+    assert optimizer.curvature_updates == 1
+
+
+def test_inverse_interval_reuses_inverses():
+    x, y = make_batch(13)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer, inverse_interval=3)
+    inverses = []
+    for _ in range(4):
+        fisher_then_gradient(optimizer, layer, x + 0.1 * th.randn_like(x), y)
+        optimizer.step()
+        inverses.append(optimizer.state[layer.weight]["A_inv"].clone())
+    assert th.equal(inverses[0], inverses[1]) and th.equal(inverses[1], inverses[2])
+    assert not th.equal(inverses[2], inverses[3])
+
+
+def test_curvature_update_due_follows_stats_interval():
+    x, y = make_batch(14)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer, stats_interval=2)
+    due = []
+    for _ in range(4):
+        due.append(optimizer.curvature_update_due)
+        with optimizer.record_curvature(enabled=optimizer.curvature_update_due):
+            logits = layer(x)
+        if due[-1]:
+            optimizer.update_curvature(F.cross_entropy(logits, y))
+        optimizer.zero_grad()
+        F.cross_entropy(logits, y).backward()
+        optimizer.step()
+    assert due == [True, False, True, False]
+    assert optimizer.curvature_updates == 2
+
+
+@pytest.mark.parametrize("dtype", [th.float32, th.float64])
+@pytest.mark.parametrize("inverse_method", ["cholesky", "eigen"])
+def test_state_dict_round_trip(dtype, inverse_method):
+    """A loaded optimizer holds the same tensors (dtype included) and its next step equals the original's."""
+
+    def make_model() -> nn.Module:
+        th.manual_seed(15)
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).to(dtype)
+
+    th.manual_seed(16)
+    x, y = th.randn(6, 1, 6, 6, dtype=dtype), th.randint(0, 3, (6,))
+    model = make_model()
+    optimizer = KFAC(model, lr=0.2, inverse_interval=2, inverse_method=inverse_method)
+    for _ in range(3):
+        fisher_then_gradient(optimizer, model, x, y)
+        optimizer.step()
+    # Give a factor another dtype than the parameters: torch would cast it back on load
+    optimizer.state[model[0].weight]["A"] = optimizer.state[model[0].weight]["A"].double()
+
+    buffer = io.BytesIO()
+    th.save(optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    loaded_model = make_model()
+    loaded_model.load_state_dict(model.state_dict())
+    loaded = KFAC(loaded_model, lr=0.2, inverse_interval=2, inverse_method=inverse_method)
+    loaded.load_state_dict(th.load(buffer, weights_only=True))
+
+    for param, loaded_param in zip(model.parameters(), loaded_model.parameters()):
+        state, loaded_state = optimizer.state[param], loaded.state[loaded_param]
+        assert state.keys() == loaded_state.keys()
+        for key in state:
+            assert loaded_state[key].dtype == state[key].dtype, key
+            assert th.equal(loaded_state[key], state[key]), key
+    assert (loaded.steps, loaded.curvature_updates) == (optimizer.steps, optimizer.curvature_updates)
+
+    for opt, net in ((optimizer, model), (loaded, loaded_model)):
+        th.manual_seed(17)
+        fisher_then_gradient(opt, net, x, y)
+        opt.step()
+    for param, loaded_param in zip(model.parameters(), loaded_model.parameters()):
+        assert th.equal(param, loaded_param)
+
+
+def test_load_state_dict_of_another_optimizer():
+    layer = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="not a KFAC state_dict"):
+        KFAC(layer).load_state_dict(th.optim.SGD(layer.parameters(), lr=0.1).state_dict())
+
+
+def test_supervised_classifier_learns():
+    """The docstring example: a small classifier trained outside RL."""
+    th.manual_seed(0)
+    x = th.randn(256, 10)
+    y = (x[:, :3].argmax(dim=1) + (x[:, 3] > 1).long()) % 3
+    model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 3))
+    optimizer = KFAC(model, lr=0.1, kfac_clip=0.01)
+    initial_loss = F.cross_entropy(model(x), y).item()
+    for _ in range(50):
+        with optimizer.record_curvature():
+            logits = model(x)
+        sampled = th.distributions.Categorical(logits=logits.detach()).sample()
+        optimizer.update_curvature(F.cross_entropy(logits, sampled))
+        optimizer.zero_grad()
+        F.cross_entropy(logits, y).backward()
+        optimizer.step()
+    with th.no_grad():
+        logits = model(x)
+    assert F.cross_entropy(logits, y).item() < 0.5 * initial_loss
+    assert (logits.argmax(dim=1) == y).float().mean() > 0.85
