@@ -174,8 +174,11 @@ class ACKTR(OnPolicyAlgorithm):
 
     def _check_hyperparameters(self) -> None:
         """Reject out-of-range hyperparameters with a ValueError naming the argument, the value and the range."""
-        if not callable(self.learning_rate):
-            check_number("learning_rate", self.learning_rate, 0.0, hint="Try 0.25 (SB2's default) or a schedule.")
+        hint = "Try 0.25 (SB2's default) or a schedule."
+        if callable(self.learning_rate):
+            check_number("learning_rate (the schedule's value at progress_remaining=1)", self.learning_rate(1.0), 0.0, hint=hint)
+        else:
+            check_number("learning_rate", self.learning_rate, 0.0, hint=hint)
         check_interval("n_steps", self.n_steps)
         check_number("gamma", self.gamma, 0.0, 1.0, high_open=False)
         check_number("gae_lambda", self.gae_lambda, 0.0, 1.0, high_open=False)
@@ -226,6 +229,37 @@ class ACKTR(OnPolicyAlgorithm):
             trust_region="per_group" if self.trust_region == "per_network" else "joint",
             param_groups=param_groups,
         )
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """
+        Load parameters from a given zip-file or a nested dictionary containing parameters for
+        different modules (see ``get_parameters``).
+
+        The K-FAC state is restored, but the K-FAC hyperparameters stay those of this model: torch's
+        ``load_state_dict`` would restore the saved ``param_groups``, silently undoing
+        ``ACKTR.load(path, kfac_clip=...)`` overrides (rl-zoo's continue-training passes them this way).
+
+        :param load_path_or_dict: Location of the saved data (path or file-like, see ``save``), or a nested
+            dictionary containing nn.Module parameters used by the policy. The dictionary maps
+            object names to a state-dictionary returned by ``torch.nn.Module.state_dict()``.
+        :param exact_match: If True, the given parameters should include parameters for each
+            module and each of their parameters, otherwise raises an Exception. If set to False, this
+            can be used to update only specific parameters.
+        :param device: Device on which the code should run.
+        """
+        super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+        for group in self.policy.optimizer.param_groups:
+            group.update(
+                momentum=self.kfac_momentum,
+                kfac_clip=self.kfac_clip,
+                damping=self.kfac_damping,
+                stats_decay=self.kfac_stats_decay,
+            )
 
     def _actor_critic_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]] | None:
         """The actor's and the critic's trainable parameters, or None if they share any (or cannot be told apart)."""

@@ -1,0 +1,260 @@
+"""ACKTR-specific behaviour: the joint Fisher, trust-region modes, bad input, and lossless save/load."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv
+from stable_baselines3.common.logger import configure
+from torch import nn
+
+from sb3_acktr import ACKTR, KFAC
+
+
+def test_fisher_samples_the_model_distribution():
+    """G of the action head is E_s[diag(p) - ppᵀ] (Categorical Fisher), G of the value head vf_fisher_coef²."""
+    vf_fisher_coef = 2.0
+    # lr = 0: the policy that sampled the Fisher is still the one evaluated below; decay 0: factors = this batch
+    model = ACKTR(
+        "MlpPolicy",
+        "CartPole-v1",
+        learning_rate=0.0,
+        n_steps=2048,
+        kfac_stats_decay=0.0,
+        vf_fisher_coef=vf_fisher_coef,
+        policy_kwargs=dict(net_arch=[8]),
+        seed=0,
+    )
+    model.learn(2048)
+    optimizer = model.policy.optimizer
+    obs = th.as_tensor(model.rollout_buffer.observations.reshape(-1, 4))
+    with th.no_grad():
+        probs = model.policy.get_distribution(obs).distribution.probs
+    expected_action_g = (th.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]).mean(dim=0)
+    action_g = optimizer.state[model.policy.action_net.weight]["G"]
+    th.testing.assert_close(action_g, expected_action_g, atol=0.02, rtol=0)
+    value_g = optimizer.state[model.policy.value_net.weight]["G"]
+    assert value_g.item() == pytest.approx(vf_fisher_coef**2, rel=0.1)
+
+
+def test_logs_kfac_keys():
+    model = ACKTR("MlpPolicy", "Pendulum-v1", n_steps=16, policy_kwargs=dict(net_arch=[16]), seed=0)
+    model.set_logger(configure(None, []))
+    model.learn(32)
+    logged = model.logger.name_to_value
+    for key in [
+        "train/pg_fisher_loss",
+        "train/vf_fisher_loss",
+        "train/trust_region_scale",
+        "train/quadratic_kl",
+        "train/quadratic_kl_actor",
+        "train/exact_kl",
+        "train/std",
+        "train/kfac_skipped_steps",
+    ]:
+        assert key in logged, key
+    assert 0 < logged["train/trust_region_scale"] <= 1
+    # The quadratic model of the whole step never exceeds δ = kfac_clip / 2
+    assert logged["train/quadratic_kl"] <= model.kfac_clip / 2 * (1 + 1e-6)
+    assert math.isfinite(logged["train/exact_kl"]) and logged["train/exact_kl"] >= 0
+
+
+def test_per_network_trust_region():
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=16, trust_region="per_network", seed=0)
+    optimizer = model.policy.optimizer
+    assert [group["name"] for group in optimizer.param_groups] == ["actor", "critic"]
+    assert optimizer.trust_region == "per_group"
+    critic = {id(p) for p in model.policy.value_net.parameters()} | {
+        id(p) for p in model.policy.mlp_extractor.value_net.parameters()
+    }
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == critic
+    model.set_logger(configure(None, []))
+    model.learn(32)
+    logged = model.logger.name_to_value
+    assert "train/trust_region_scale_actor" in logged and "train/trust_region_scale_critic" in logged
+    # Each network fills at most its own region
+    assert logged["train/quadratic_kl_actor"] <= model.kfac_clip / 2 * (1 + 1e-6)
+
+
+def test_per_network_needs_disjoint_networks():
+    with pytest.raises(ValueError, match="trust_region='per_network' needs an actor and a critic that share no parameter"):
+        ACKTR("CnnPolicy", FakeImageEnv(screen_height=40, screen_width=40), n_steps=16, trust_region="per_network")
+    # With separate features extractors it works
+    model = ACKTR(
+        "CnnPolicy",
+        FakeImageEnv(screen_height=40, screen_width=40),
+        n_steps=16,
+        trust_region="per_network",
+        policy_kwargs=dict(share_features_extractor=False, features_extractor_kwargs=dict(features_dim=8)),
+    )
+    assert len(model.policy.optimizer.param_groups) == 2
+
+
+def test_shared_trunk_uses_one_group():
+    model = ACKTR("CnnPolicy", FakeImageEnv(screen_height=40, screen_width=40), n_steps=16)
+    assert [group["name"] for group in model.policy.optimizer.param_groups] == ["actor_critic"]
+
+
+def test_optimizer_class_is_ignored_with_a_warning():
+    with pytest.warns(UserWarning, match="ACKTR always optimizes with KFAC"):
+        model = ACKTR("MlpPolicy", "CartPole-v1", policy_kwargs=dict(optimizer_class=th.optim.SGD))
+    assert isinstance(model.policy.optimizer, KFAC)
+
+
+BAD_INPUTS = [
+    (dict(learning_rate=-0.1), "learning_rate must be in [0, inf), got -0.1"),
+    (dict(learning_rate=float("nan")), "learning_rate must be in [0, inf), got nan"),
+    (dict(kfac_clip=0.0), "kfac_clip must be in (0, inf), got 0.0"),
+    (dict(kfac_clip=-1e-3), "kfac_clip must be in (0, inf), got -0.001"),
+    (dict(kfac_damping=0.0), "kfac_damping must be in (0, inf), got 0.0"),
+    (dict(kfac_stats_decay=1.0), "kfac_stats_decay must be in [0, 1), got 1.0"),
+    (dict(kfac_stats_decay=-0.5), "kfac_stats_decay must be in [0, 1), got -0.5"),
+    (dict(kfac_momentum=1.0), "kfac_momentum must be in [0, 1), got 1.0"),
+    (dict(kfac_momentum=-0.1), "kfac_momentum must be in [0, 1), got -0.1"),
+    (dict(kfac_update=0), "kfac_update must be an integer >= 1, got 0"),
+    (dict(kfac_stats_update=0), "kfac_stats_update must be an integer >= 1, got 0"),
+    (dict(kfac_update=2.5), "kfac_update must be an integer >= 1, got 2.5"),
+    (dict(vf_fisher_coef=-1.0), "vf_fisher_coef must be in [0, inf), got -1.0"),
+    (dict(max_grad_norm=0.0), "max_grad_norm must be in (0, inf], got 0.0"),
+    (dict(gamma=1.5), "gamma must be in [0, 1], got 1.5"),
+    (dict(kfac_inverse_method="svd"), "kfac_inverse_method must be one of ('cholesky', 'eigen'), got 'svd'"),
+    (dict(trust_region="actor"), "trust_region must be one of ('joint', 'per_network'), got 'actor'"),
+    (dict(n_steps=1), "n_steps * n_envs must be > 1"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_INPUTS)
+def test_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        ACKTR("MlpPolicy", "CartPole-v1", **kwargs)
+    assert message in str(error.value)
+
+
+def test_bad_hyperparameter_at_load(tmp_path):
+    ACKTR("MlpPolicy", "CartPole-v1", n_steps=8).save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=r"kfac_clip must be in \(0, inf\), got -1"):
+        ACKTR.load(tmp_path / "model.zip", kfac_clip=-1)
+
+
+def test_schedule_returning_a_bad_learning_rate():
+    with pytest.raises(ValueError, match=r"learning_rate \(the schedule's value at progress_remaining=1\) must be in \[0, inf\)"):
+        ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, learning_rate=lambda progress: -progress)
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, learning_rate=lambda progress: progress - 0.5)
+    with pytest.raises(ValueError, match=r"learning_rate must be in \[0, inf\), but the schedule returned -0.0999.* at progress_remaining=0.400"):
+        model.learn(80)
+
+
+def test_unsupported_action_space_keeps_sb3_error():
+    class TupleActionEnv(IdentityEnv):
+        def __init__(self):
+            super().__init__(dim=2)
+            self.action_space = spaces.Tuple([spaces.Discrete(2), spaces.Discrete(2)])
+
+    with pytest.raises(AssertionError, match="The algorithm only supports"):
+        ACKTR("MlpPolicy", TupleActionEnv())
+
+
+def test_module_without_kfac_layer():
+    with pytest.raises(ValueError, match="KFAC found no trainable nn.Linear or nn.Conv2d"):
+        KFAC(nn.Sequential(nn.Tanh(), nn.BatchNorm1d(3)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(lr=-1.0), "lr must be in [0, inf), got -1.0"),
+        (dict(lr=float("nan")), "lr must be in [0, inf), got nan"),
+        (dict(momentum=1.0), "momentum must be in [0, 1), got 1.0"),
+        (dict(kfac_clip=0), "kfac_clip must be in (0, inf), got 0"),
+        (dict(damping=-0.01), "damping must be in (0, inf), got -0.01"),
+        (dict(stats_decay=1.5), "stats_decay must be in [0, 1), got 1.5"),
+        (dict(inverse_interval=0), "inverse_interval must be an integer >= 1, got 0"),
+        (dict(stats_interval=-2), "stats_interval must be an integer >= 1, got -2"),
+        (dict(inverse_method="qr"), "inverse_method must be one of ('cholesky', 'eigen'), got 'qr'"),
+        (dict(trust_region="layer"), "trust_region must be one of ('joint', 'per_group'), got 'layer'"),
+        (dict(loss_reduction="none"), "loss_reduction must be one of ('mean', 'sum'), got 'none'"),
+    ],
+)
+def test_kfac_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        KFAC(nn.Linear(2, 2), **kwargs)
+    assert message in str(error.value)
+
+
+def test_kfac_bad_param_groups():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="must partition the model's trainable parameters: 2 missing"):
+        KFAC(model, param_groups=[{"params": list(model[0].parameters())}])
+    with pytest.raises(ValueError, match="weight and bias of layer '0' must be in the same parameter group"):
+        KFAC(model, param_groups=[{"params": [model[0].weight, *model[1].parameters()]}, {"params": [model[0].bias]}])
+    with pytest.raises(TypeError, match="KFAC needs the nn.Module it optimizes"):
+        KFAC(list(model.parameters()))  # type: ignore[arg-type]
+
+
+def kfac_state(model: ACKTR) -> dict[str, th.Tensor]:
+    optimizer = model.policy.optimizer
+    names = {id(param): name for name, param in model.policy.named_parameters()}
+    return {
+        f"{names[id(param)]}/{key}": value
+        for group in optimizer.param_groups
+        for param in group["params"]
+        for key, value in optimizer.state[param].items()
+    }
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_save_load_loses_nothing(tmp_path, env_id):
+    model = ACKTR("MlpPolicy", env_id, n_steps=8, kfac_update=3, policy_kwargs=dict(net_arch=[16]), seed=0)
+    model.learn(8 * 5)
+    model.save(tmp_path / "model.zip")
+    loaded = ACKTR.load(tmp_path / "model.zip", env=model.get_env())
+
+    saved_state, loaded_state = kfac_state(model), kfac_state(loaded)
+    assert saved_state.keys() == loaded_state.keys()
+    assert any(key.endswith("/A_inv") for key in saved_state) and any(key.endswith("momentum_buffer") for key in saved_state)
+    for key, value in saved_state.items():
+        assert loaded_state[key].dtype == value.dtype, key
+        assert th.equal(loaded_state[key], value), key
+    for counter in ("steps", "curvature_updates", "skipped_steps", "skipped_curvature_updates"):
+        assert getattr(loaded.policy.optimizer, counter) == getattr(model.policy.optimizer, counter)
+
+    # One train() on the same rollout buffer gives identical weights (step 5 recomputes no inverse: they were saved)
+    loaded.rollout_buffer = model.rollout_buffer
+    for agent in (model, loaded):
+        agent.set_logger(configure(None, []))
+        # Same Fisher samples (torch) and same batch order (the buffer permutes with numpy)
+        th.manual_seed(1)
+        np.random.seed(1)
+        agent.train()
+    for (name, param), loaded_param in zip(model.policy.named_parameters(), loaded.policy.parameters()):
+        assert th.equal(param, loaded_param), name
+
+
+def test_load_overrides_kfac_hyperparameters(tmp_path):
+    ACKTR("MlpPolicy", "CartPole-v1", n_steps=8).save(tmp_path / "model.zip")
+    loaded = ACKTR.load(tmp_path / "model.zip", kfac_clip=0.01, kfac_damping=0.1, kfac_momentum=0.5, kfac_update=4)
+    group = loaded.policy.optimizer.param_groups[0]
+    assert (group["kfac_clip"], group["damping"], group["momentum"]) == (0.01, 0.1, 0.5)
+    assert loaded.policy.optimizer.inverse_interval == 4
+
+
+def test_load_for_evaluation_with_zero_learning_rate(tmp_path):
+    """rl-zoo's enjoy/record_video load with learning_rate 0 and lr_schedule lambda _: 0.0."""
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, seed=0)
+    model.learn(16)
+    model.save(tmp_path / "model.zip")
+    loaded = ACKTR.load(
+        tmp_path / "model.zip", custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
+    )
+    obs = np.zeros((1, 4), dtype=np.float32)
+    assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
+
+
+def test_rollouts_and_predict_leave_no_hooks():
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, seed=0)
+    model.learn(16)
+    model.predict(gym.make("CartPole-v1").reset(seed=0)[0])
+    assert all(not module._forward_hooks for module in model.policy.modules())

@@ -1,0 +1,50 @@
+"""ACKTR learns CartPole-v1 with the package's own hyperparameters (hyperparams/acktr.yml)."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import yaml
+from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_acktr import ACKTR
+
+HYPERPARAMS = Path(__file__).parent.parent / "hyperparams" / "acktr.yml"
+THRESHOLD = 475
+EVAL_EVERY = 5_000
+BUDGET = 100_000
+
+
+def steps_to_threshold(seed: int) -> tuple[int, float]:
+    """Train with the yaml entry; evaluate every 5k env steps (10 deterministic episodes on a separate env)."""
+    with open(HYPERPARAMS) as file:
+        hyperparams = dict(yaml.safe_load(file)["CartPole-v1"])
+    n_envs = hyperparams.pop("n_envs")
+    hyperparams.pop("n_timesteps")
+    policy = hyperparams.pop("policy")
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+    eval_env = Monitor(gym.make("CartPole-v1"))
+    stop = StopTrainingOnRewardThreshold(reward_threshold=THRESHOLD)
+    evaluation = EvalCallback(
+        eval_env, callback_on_new_best=stop, eval_freq=EVAL_EVERY // n_envs, n_eval_episodes=10, deterministic=True
+    )
+    model = ACKTR(policy, env, seed=seed, **hyperparams)
+    model.learn(BUDGET, callback=evaluation)
+    return model.num_timesteps, evaluation.best_mean_reward
+
+
+def test_cartpole_reaches_475_within_100k_steps():
+    steps, best = steps_to_threshold(seed=0)
+    assert best >= THRESHOLD, f"best mean evaluation return {best} < {THRESHOLD} after {steps} steps"
+    assert steps <= BUDGET
+
+
+@pytest.mark.expensive
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cartpole_reaches_475_within_100k_steps_all_seeds(seed):
+    steps, best = steps_to_threshold(seed=seed)
+    print(f"seed {seed}: best mean evaluation return {best} after {steps} steps")
+    assert best >= THRESHOLD, f"best mean evaluation return {best} < {THRESHOLD} after {steps} steps"
+    assert steps <= BUDGET
