@@ -1,11 +1,39 @@
 SHELL=/bin/bash
 LINT_PATHS=sb3_acktr/ tests/
+VENV ?= .venv
+VENV_PYTHON = $(VENV)/bin/python
+# CPU build of torch, installed before anything that depends on torch: an unpinned torch
+# (or a range that admits a newer release) may pull a multi-GB CUDA build
+TORCH_VERSION ?= 2.13.0
+
+# --- The two commands of the README: each sets up .venv (once) and runs ---
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --upgrade pip
+	$(VENV_PYTHON) -m pip install torch==$(TORCH_VERSION)
+	$(VENV_PYTHON) -m pip install -e ".[extra,tests]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Train ACKTR on CartPole-v1 with the zoo defaults (hyperparams/acktr.yml), then print and plot the evaluations
+train: setup
+	$(VENV_PYTHON) -m sb3_acktr.zoo train --algo acktr --env CartPole-v1 --seed 0 --num-threads 1 \
+		--eval-freq 5000 --eval-episodes 10 --log-folder logs
+	$(VENV_PYTHON) -m sb3_acktr.zoo results --algo acktr --env CartPole-v1 --log-folder logs
+
+# The test suite, as CI runs it (learning runs over several seeds are marked expensive and left out)
+test: setup
+	$(VENV_PYTHON) -m pytest --cov=sb3_acktr -v -m "not expensive" --durations=15
+
+test-expensive: setup
+	$(VENV_PYTHON) -m pytest -v -s -m expensive --durations=15
+
+# --- SB3's targets, with whatever python3 / tools are on PATH ---
 
 pytest:
 	python3 -m pytest --cov=sb3_acktr -v -m "not expensive" --durations=15
-
-pytest-expensive:
-	python3 -m pytest -v -m expensive --durations=15
 
 type:
 	mypy ${LINT_PATHS}
@@ -31,4 +59,4 @@ check-codestyle:
 
 commit-checks: format type lint
 
-.PHONY: pytest pytest-expensive type lint format check-codestyle commit-checks
+.PHONY: setup train test test-expensive pytest type lint format check-codestyle commit-checks

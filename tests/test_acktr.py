@@ -140,10 +140,12 @@ def test_bad_hyperparameter_at_load(tmp_path):
 
 
 def test_schedule_returning_a_bad_learning_rate():
-    with pytest.raises(ValueError, match=r"learning_rate \(the schedule's value at progress_remaining=1\) must be in \[0, inf\)"):
+    message = r"learning_rate \(the schedule's value at progress_remaining=1\) must be in \[0, inf\)"
+    with pytest.raises(ValueError, match=message):
         ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, learning_rate=lambda progress: -progress)
     model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, learning_rate=lambda progress: progress - 0.5)
-    with pytest.raises(ValueError, match=r"learning_rate must be in \[0, inf\), but the schedule returned -0.0999.* at progress_remaining=0.400"):
+    message = r"learning_rate must be in \[0, inf\), but the schedule returned -0.0999.* at progress_remaining=0.400"
+    with pytest.raises(ValueError, match=message):
         model.learn(80)
 
 
@@ -158,7 +160,7 @@ def test_unsupported_action_space_keeps_sb3_error():
 
 
 def test_module_without_kfac_layer():
-    with pytest.raises(ValueError, match="KFAC found no trainable nn.Linear or nn.Conv2d"):
+    with pytest.raises(ValueError, match=r"KFAC found no trainable nn\.Linear or nn\.Conv2d"):
         KFAC(nn.Sequential(nn.Tanh(), nn.BatchNorm1d(3)))
 
 
@@ -190,7 +192,7 @@ def test_kfac_bad_param_groups():
         KFAC(model, param_groups=[{"params": list(model[0].parameters())}])
     with pytest.raises(ValueError, match="weight and bias of layer '0' must be in the same parameter group"):
         KFAC(model, param_groups=[{"params": [model[0].weight, *model[1].parameters()]}, {"params": [model[0].bias]}])
-    with pytest.raises(TypeError, match="KFAC needs the nn.Module it optimizes"):
+    with pytest.raises(TypeError, match=r"KFAC needs the nn\.Module it optimizes"):
         KFAC(list(model.parameters()))  # type: ignore[arg-type]
 
 
@@ -229,7 +231,7 @@ def test_save_load_loses_nothing(tmp_path, env_id):
         th.manual_seed(1)
         np.random.seed(1)
         agent.train()
-    for (name, param), loaded_param in zip(model.policy.named_parameters(), loaded.policy.parameters()):
+    for (name, param), loaded_param in zip(model.policy.named_parameters(), loaded.policy.parameters(), strict=True):
         assert th.equal(param, loaded_param), name
 
 
@@ -246,9 +248,8 @@ def test_load_for_evaluation_with_zero_learning_rate(tmp_path):
     model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, seed=0)
     model.learn(16)
     model.save(tmp_path / "model.zip")
-    loaded = ACKTR.load(
-        tmp_path / "model.zip", custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
-    )
+    custom_objects = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
+    loaded = ACKTR.load(tmp_path / "model.zip", custom_objects=custom_objects)
     obs = np.zeros((1, 4), dtype=np.float32)
     assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
 

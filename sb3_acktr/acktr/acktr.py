@@ -176,7 +176,8 @@ class ACKTR(OnPolicyAlgorithm):
         """Reject out-of-range hyperparameters with a ValueError naming the argument, the value and the range."""
         hint = "Try 0.25 (SB2's default) or a schedule."
         if callable(self.learning_rate):
-            check_number("learning_rate (the schedule's value at progress_remaining=1)", self.learning_rate(1.0), 0.0, hint=hint)
+            initial = self.learning_rate(1.0)
+            check_number("learning_rate (the schedule's value at progress_remaining=1)", initial, 0.0, hint=hint)
         else:
             check_number("learning_rate", self.learning_rate, 0.0, hint=hint)
         check_interval("n_steps", self.n_steps)
@@ -378,7 +379,9 @@ class ACKTR(OnPolicyAlgorithm):
         self.logger.record("train/kfac_skipped_curvature_updates", optimizer.skipped_curvature_updates)
         if not optimizer.last_step_info:  # the step was skipped
             return
-        info = {group["name"]: step_info for group, step_info in zip(optimizer.param_groups, optimizer.last_step_info)}
+        info = {
+            group["name"]: step_info for group, step_info in zip(optimizer.param_groups, optimizer.last_step_info, strict=True)
+        }
         self.logger.record("train/quadratic_kl", sum(step_info["quadratic_kl"] for step_info in info.values()))
         if "actor" in info:
             self.logger.record("train/quadratic_kl_actor", info["actor"]["quadratic_kl"])

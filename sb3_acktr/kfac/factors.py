@@ -46,12 +46,13 @@ def conv2d_patches(module: nn.Conv2d, x: th.Tensor) -> th.Tensor:
     :param x: Its input, shape ``(N, C, H, W)``
     :return: Patches of shape ``(N, T, C·kh·kw)``, T the number of output positions
     """
-    padding = module.padding
-    if isinstance(padding, str) or module.padding_mode != "zeros":
+    if isinstance(module.padding, str) or module.padding_mode != "zeros":
         # Pad exactly as nn.Conv2d does, then extract patches without padding
         mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
         x = F.pad(x, module._reversed_padding_repeated_twice, mode=mode)
-        padding = 0
+        padding: int | tuple[int, ...] = 0
+    else:
+        padding = module.padding
     patches = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
     # (N, C·kh·kw, T) -> (N, T, C·kh·kw)
     return patches.transpose(1, 2)

@@ -36,8 +36,8 @@ class _Layer:
 
     name: str
     module: nn.Linear | nn.Conv2d
-    weight: nn.Parameter
-    bias: nn.Parameter | None
+    weight: th.Tensor
+    bias: th.Tensor | None
     records: list[tuple[th.Tensor, th.Tensor]] = field(default_factory=list)
 
 
@@ -282,7 +282,7 @@ class KFAC(th.optim.Optimizer):
             )
         if not fisher_loss.requires_grad:
             raise RuntimeError("KFAC.update_curvature: the Fisher loss does not require grad (computed under no_grad?).")
-        fallback = [param for param in self.fallback_params if param.requires_grad]
+        fallback: list[th.Tensor] = [param for param in self.fallback_params if param.requires_grad]
         grads = th.autograd.grad(
             fisher_loss, [output for _, _, output in records] + fallback, retain_graph=retain_graph, allow_unused=True
         )
@@ -291,9 +291,9 @@ class KFAC(th.optim.Optimizer):
         with th.no_grad():
             new_factors = self._batch_factors(records, grads[: len(records)], scale)
             # Diagonal Fisher of the other parameters: Var(Σ_i g_i) = N·E[g²] since E[g] = 0 under model samples
+            fallback_grads = zip(fallback, grads[len(records) :], strict=True)
             new_diagonals = {
-                param: grad.square() * (scale**2 / batch_size) for param, grad in zip(fallback, grads[len(records) :])
-                if grad is not None
+                param: grad.square() * (scale**2 / batch_size) for param, grad in fallback_grads if grad is not None
             }
             tensors = [t for pair in new_factors.values() for t in pair] + list(new_diagonals.values())
             if not all(bool(th.isfinite(t).all()) for t in tensors):
@@ -377,7 +377,7 @@ class KFAC(th.optim.Optimizer):
 
     def _group_updates(self, group: dict[str, Any], refresh: bool) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
         """``(param, gradient, preconditioned gradient)`` for every parameter of ``group`` with a gradient."""
-        updates = []
+        updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]] = []
         for param in group["params"]:
             layer = self._layer_of_weight.get(id(param))
             if layer is not None:
@@ -489,4 +489,3 @@ class KFAC(th.optim.Optimizer):
         self.curvature_updates = int(counters["curvature_updates"])
         self.skipped_steps = int(counters["skipped_steps"])
         self.skipped_curvature_updates = int(counters["skipped_curvature_updates"])
-

@@ -13,8 +13,8 @@ def per_sample_output_grads(model: nn.Module, layer: nn.Module, x: th.Tensor, ta
     """∂ℓ_n/∂z_n of each sample's own loss (one forward per sample), ℓ_n = cross-entropy of the model's output."""
     grads = []
     for n in range(x.shape[0]):
-        outputs = []
-        handle = layer.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+        outputs: list[th.Tensor] = []
+        handle = layer.register_forward_hook(lambda module, inputs, output, store=outputs: store.append(output))
         logits = model(x[n : n + 1])
         handle.remove()
         loss = F.cross_entropy(logits.flatten(1), targets[n : n + 1])

@@ -13,6 +13,7 @@ from sb3_acktr.kfac import KFAC
 
 def flat_layer_grad(layer: nn.Linear) -> th.Tensor:
     """Row-major vec of [∇W, ∇b] (the test's vec convention: row i holds W_i and b_i)."""
+    assert layer.weight.grad is not None and layer.bias.grad is not None
     return th.cat([layer.weight.grad, layer.bias.grad[:, None]], dim=1).flatten()
 
 
@@ -142,7 +143,7 @@ def test_trust_region_joint_and_per_group():
     expected = math.sqrt(1e-3 / (0.25 * (joint[0]["vg"] + joint[1]["vg"])))
     assert joint[0]["nu"] == joint[1]["nu"] == pytest.approx(min(1.0, expected))
     # Per group: each group's own kfac_clip
-    for info, kfac_clip in zip(per_group, (1e-3, 1e-5)):
+    for info, kfac_clip in zip(per_group, (1e-3, 1e-5), strict=True):
         assert info["nu"] == pytest.approx(min(1.0, math.sqrt(kfac_clip / (0.25 * info["vg"]))))
 
 
@@ -161,7 +162,7 @@ def test_momentum_follows_baselines_convention():
     # buf_k = m·buf_{k-1} + ν_k·Δ_k and θ_k = θ_{k-1} − lr·(1−m)·buf_k: check buf from consecutive moves
     buffers = [(params[k] - params[k + 1]) / (lr * (1 - momentum)) for k in range(3)]
     increments = [buffers[0]] + [buffers[k] - momentum * buffers[k - 1] for k in (1, 2)]
-    for (nu, delta), increment in zip(scaled_steps, increments):
+    for (nu, delta), increment in zip(scaled_steps, increments, strict=True):
         th.testing.assert_close(increment, nu * delta)
 
 
@@ -326,7 +327,7 @@ def test_state_dict_round_trip(dtype, inverse_method):
     loaded = KFAC(loaded_model, lr=0.2, inverse_interval=2, inverse_method=inverse_method)
     loaded.load_state_dict(th.load(buffer, weights_only=True))
 
-    for param, loaded_param in zip(model.parameters(), loaded_model.parameters()):
+    for param, loaded_param in zip(model.parameters(), loaded_model.parameters(), strict=True):
         state, loaded_state = optimizer.state[param], loaded.state[loaded_param]
         assert state.keys() == loaded_state.keys()
         for key in state:
@@ -338,7 +339,7 @@ def test_state_dict_round_trip(dtype, inverse_method):
         th.manual_seed(17)
         fisher_then_gradient(opt, net, x, y)
         opt.step()
-    for param, loaded_param in zip(model.parameters(), loaded_model.parameters()):
+    for param, loaded_param in zip(model.parameters(), loaded_model.parameters(), strict=True):
         assert th.equal(param, loaded_param)
 
 

@@ -1,0 +1,89 @@
+"""
+ACKTR in the RL Baselines3 Zoo, without forking it.
+
+rl-zoo reads its algorithms and samplers from plain dicts at call time: :func:`register` adds ``acktr`` to them,
+and :func:`main` forwards every flag to rl-zoo's own ``train``/``enjoy``/``record_video``, pointing
+``--conf-file`` at the package's ``hyperparams/acktr.yml`` when the algorithm is ``acktr`` and none was given
+(the pattern rl-zoo documents for SBX)::
+
+    python -m sb3_acktr.zoo train --algo acktr --env CartPole-v1
+    python -m sb3_acktr.zoo train --algo a2c --env CartPole-v1    # rl-zoo's own yaml, for comparison
+    python -m sb3_acktr.zoo enjoy --algo acktr --env CartPole-v1 -f logs/
+    python -m sb3_acktr.zoo results --algo acktr --env CartPole-v1 -f logs/   # table + evaluations.png
+"""
+
+import runpy
+import sys
+from pathlib import Path
+
+#: The package's zoo hyperparameters (``hyperparams/acktr.yml``, shipped inside the wheel)
+HYPERPARAMS = Path(__file__).resolve().parent.parent / "hyperparams" / "acktr.yml"
+
+COMMANDS = ("train", "enjoy", "record_video", "results")
+USAGE = f"usage: python -m sb3_acktr.zoo {{{','.join(COMMANDS)}}} [rl-zoo arguments ...]"
+
+
+def register() -> None:
+    """
+    Add ACKTR to rl-zoo: ``rl_zoo3.ALGOS["acktr"]``, its Optuna sampler and converter. Idempotent.
+
+    Call it before ``rl_zoo3.train.train()`` / ``rl_zoo3.enjoy.enjoy()`` in your own scripts.
+    """
+    import rl_zoo3
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+    from sb3_acktr import ACKTR
+    from sb3_acktr.zoo.hyperparams_opt import convert_acktr_params, sample_acktr_params
+
+    rl_zoo3.ALGOS["acktr"] = ACKTR
+    HYPERPARAMS_SAMPLER["acktr"] = sample_acktr_params
+    HYPERPARAMS_CONVERTER["acktr"] = convert_acktr_params
+
+
+def _algo(args: list[str]) -> str | None:
+    """The value of ``--algo`` in rl-zoo arguments, if given."""
+    for index, arg in enumerate(args):
+        if arg == "--algo" and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--algo="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _has_conf_file(args: list[str]) -> bool:
+    # argparse also accepts unambiguous prefixes of --conf-file
+    return any(arg == "-conf" or (arg.startswith("--conf") and "--conf-file".startswith(arg.split("=")[0])) for arg in args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Command line: ``python -m sb3_acktr.zoo {train,enjoy,record_video} [rl-zoo arguments]``, and ``results``
+    (print and plot the evaluations of a run, see :mod:`sb3_acktr.zoo.results`).
+
+    :param argv: Arguments without the program name (default: ``sys.argv[1:]``)
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    command, args = args[0], args[1:]
+    if command == "results":
+        from sb3_acktr.zoo.results import main as results
+
+        results(args)
+        return
+    register()
+    if command == "train" and _algo(args) == "acktr" and not _has_conf_file(args):
+        args += ["--conf-file", str(HYPERPARAMS)]
+    # rl-zoo parses sys.argv itself
+    sys.argv = [f"{Path(sys.argv[0]).name} {command}", *args]
+    if command == "train":
+        from rl_zoo3.train import train
+
+        train()
+    elif command == "enjoy":
+        from rl_zoo3.enjoy import enjoy
+
+        enjoy()
+    else:
+        runpy.run_module("rl_zoo3.record_video", run_name="__main__")

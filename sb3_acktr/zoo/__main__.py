@@ -1,0 +1,3 @@
+from sb3_acktr.zoo import main
+
+main()
