@@ -55,6 +55,14 @@ def _has_conf_file(args: list[str]) -> bool:
     return any(arg == "-conf" or (arg.startswith("--conf") and "--conf-file".startswith(arg.split("=")[0])) for arg in args)
 
 
+def _conf_file(args: list[str]) -> str:
+    """The hyperparameters file rl-zoo reads, for error messages."""
+    for index, arg in enumerate(args):
+        if _has_conf_file([arg]):
+            return arg.split("=", 1)[1] if "=" in arg else args[index + 1]
+    return "rl-zoo's hyperparams/<algo>.yml"
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Command line: ``python -m sb3_acktr.zoo {train,enjoy,record_video} [rl-zoo arguments]``, and ``results``
@@ -76,11 +84,21 @@ def main(argv: list[str] | None = None) -> None:
     if command == "train" and _algo(args) == "acktr" and not _has_conf_file(args):
         args += ["--conf-file", str(HYPERPARAMS)]
     # rl-zoo parses sys.argv itself
-    sys.argv = [f"{Path(sys.argv[0]).name} {command}", *args]
+    program = "python -m sb3_acktr.zoo" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    sys.argv = [f"{program} {command}", *args]
     if command == "train":
         from rl_zoo3.train import train
 
-        train()
+        try:
+            train()
+        except TypeError as error:
+            # rl-zoo passes every yaml key it does not consume to the algorithm's constructor
+            if "unexpected keyword argument" not in str(error):
+                raise
+            sys.exit(
+                f"error: {error}. Every hyperparameter (yaml key or -params) that rl-zoo does not consume itself "
+                f"must be an argument of the algorithm's constructor: check the spelling in {_conf_file(args)}."
+            )
     elif command == "enjoy":
         from rl_zoo3.enjoy import enjoy
 

@@ -1,0 +1,169 @@
+"""rl-zoo integration: registration, every yaml entry, and the command line (subprocesses, as rl-zoo tests itself)."""
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rl_zoo3
+import yaml
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+from sb3_acktr import ACKTR
+from sb3_acktr.zoo import HYPERPARAMS, register
+
+with open(HYPERPARAMS) as file:
+    ENTRIES = sorted(yaml.safe_load(file))
+
+ZOO = [sys.executable, "-m", "sb3_acktr.zoo"]
+# Every run: one torch thread, no progress bars
+COMMON = ["--num-threads", "1", "--seed", "0"]
+
+
+def run(args: list[str], cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(ZOO + args, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if expect_success:
+        assert result.returncode == 0, f"{args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_register_is_idempotent():
+    register()
+    register()
+    assert rl_zoo3.ALGOS["acktr"] is ACKTR
+    assert HYPERPARAMS_SAMPLER["acktr"].__name__ == "sample_acktr_params"
+    assert HYPERPARAMS_CONVERTER["acktr"].__name__ == "convert_acktr_params"
+    assert rl_zoo3.ALGOS["a2c"].__name__ == "A2C"
+
+
+def test_hyperparams_ship_inside_the_package():
+    assert HYPERPARAMS.is_file()
+    assert (Path(__file__).parent.parent / "sb3_acktr" / "hyperparams" / "acktr.yml").resolve() == HYPERPARAMS.resolve()
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_yaml_entry_builds_its_model(entry, tmp_path):
+    """rl-zoo's own ExperimentManager builds env and model for each entry: no key can be misspelled."""
+    register()
+    # default: an env without an entry of its own
+    env_id = {"default": "FrozenLake-v1", "atari": "PongNoFrameskip-v4"}.get(entry, entry)
+    manager = ExperimentManager(
+        argparse.Namespace(), "acktr", env_id, str(tmp_path), config=str(HYPERPARAMS), eval_freq=-1, verbose=0
+    )
+    model, _ = manager.setup_experiment()
+    assert isinstance(model, ACKTR)
+    model.get_env().close()
+
+
+def test_default_entry_is_used_for_unlisted_envs(tmp_path):
+    register()
+    manager = ExperimentManager(
+        argparse.Namespace(), "acktr", "FrozenLake-v1", str(tmp_path), config=str(HYPERPARAMS), verbose=0
+    )
+    hyperparams, _ = manager.read_hyperparameters()
+    with open(HYPERPARAMS) as file:
+        assert hyperparams == yaml.safe_load(file)["default"]
+
+
+def test_sampler_builds_valid_kwargs():
+    import optuna
+
+    register()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        kwargs = HYPERPARAMS_SAMPLER["acktr"](study.ask(), n_actions=2, n_envs=1, additional_args={})
+        ACKTR("MlpPolicy", "CartPole-v1", **kwargs)  # every key is an ACKTR argument, every value valid
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One short ACKTR run on CartPole-v1 with evaluation and checkpoints, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("zoo")
+    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "640", "--eval-freq", "320", "--eval-episodes", "2"]
+    run([*args, "--save-freq", "320", "-f", "logs", *COMMON], folder)
+    return folder
+
+
+def test_train_writes_model_evaluations_and_checkpoints(trained):
+    run_dir = trained / "logs" / "acktr" / "CartPole-v1_1"
+    for name in ("CartPole-v1.zip", "best_model.zip", "evaluations.npz", "rl_model_320_steps.zip", "CartPole-v1/config.yml"):
+        assert (run_dir / name).exists(), name
+    assert str(HYPERPARAMS) in (run_dir / "CartPole-v1" / "args.yml").read_text()
+    assert isinstance(ACKTR.load(run_dir / "CartPole-v1.zip"), ACKTR)
+
+
+def test_results_prints_and_plots(trained):
+    result = run(["results", "--env", "CartPole-v1", "-f", "logs"], trained)
+    assert "mean return" in result.stdout and "best" in result.stdout
+    assert (trained / "logs" / "acktr" / "CartPole-v1_1" / "evaluations.png").is_file()
+
+
+def test_continue_training(trained):
+    model = trained / "logs" / "acktr" / "CartPole-v1_1" / "CartPole-v1.zip"
+    run(["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "320", "-i", str(model), "-f", "logs", *COMMON], trained)
+    assert (trained / "logs" / "acktr" / "CartPole-v1_2" / "CartPole-v1.zip").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--load-best", "--load-checkpoint=320", None])
+def test_enjoy(trained, flag):
+    args = ["enjoy", "--algo", "acktr", "--env", "CartPole-v1", "-f", "logs", "--exp-id", "1", "-n", "50", "--no-render"]
+    run(args + ([flag] if flag else []) + ["--num-threads", "1"], trained)
+
+
+def test_record_video(trained):
+    args = ["record_video", "--algo", "acktr", "--env", "CartPole-v1", "-f", "logs", "--exp-id", "1", "-n", "20"]
+    run([*args, "-o", "videos"], trained)
+    assert list((trained / "videos").glob("*.mp4"))
+
+
+def test_pendulum_with_vec_env_subproc_params_and_tensorboard(tmp_path):
+    args = ["train", "--algo", "acktr", "--env", "Pendulum-v1", "-n", "256", "--eval-freq", "128", "--eval-episodes", "1"]
+    args += ["--vec-env", "subproc", "-tb", "tb", "-params", "n_steps:32", "kfac_clip:0.002", "-f", "logs", *COMMON]
+    run(args, tmp_path)
+    config = (tmp_path / "logs" / "acktr" / "Pendulum-v1_1" / "Pendulum-v1" / "config.yml").read_text()
+    assert "kfac_clip" in config and "0.002" in config
+    assert list((tmp_path / "tb" / "Pendulum-v1").glob("ACKTR_*"))
+
+
+@pytest.mark.parametrize("sampler, pruner", [("random", "median"), ("tpe", "halving")])
+def test_optimize(tmp_path, sampler, pruner):
+    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "400", "-optimize", "--n-trials", "2"]
+    args += ["--n-evaluations", "2", "--n-startup-trials", "1", "--sampler", sampler, "--pruner", pruner, "--no-optim-plots"]
+    args += ["--storage", f"sqlite:///{tmp_path}/study.db", "--study-name", "acktr", "-f", "logs", *COMMON]
+    run(args, tmp_path)
+    assert list((tmp_path / "logs" / "acktr").glob("report_CartPole-v1_2-trials-400-*.csv"))
+
+
+def test_a2c_through_the_same_command(tmp_path):
+    run(["train", "--algo", "a2c", "--env", "CartPole-v1", "-n", "100", "-f", "logs", *COMMON], tmp_path)
+    assert (tmp_path / "logs" / "a2c" / "CartPole-v1_1" / "CartPole-v1.zip").is_file()
+
+
+def test_unknown_algo_gives_the_zoo_error(tmp_path):
+    result = run(["train", "--algo", "acktrr", "--env", "CartPole-v1"], tmp_path, expect_success=False)
+    assert result.returncode == 2
+    assert "argument --algo: invalid choice: 'acktrr'" in result.stderr
+
+
+def test_env_without_entry_or_default_gives_the_zoo_error(tmp_path):
+    (tmp_path / "conf.yml").write_text("Pendulum-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n")
+    result = run(["train", "--algo", "acktr", "--env", "CartPole-v1", "-conf", "conf.yml"], tmp_path, expect_success=False)
+    assert result.returncode != 0
+    assert "Hyperparameters not found for acktr-CartPole-v1" in result.stderr
+    assert "sb3_acktr" not in result.stderr.strip().splitlines()[-2]
+
+
+def test_unknown_yaml_key_names_the_key(tmp_path):
+    (tmp_path / "conf.yml").write_text("CartPole-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n  kfac_clipp: 0.01\n")
+    result = run(["train", "--algo", "acktr", "--env", "CartPole-v1", "-conf", "conf.yml"], tmp_path, expect_success=False)
+    assert result.returncode != 0
+    assert "unexpected keyword argument 'kfac_clipp'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_error(tmp_path):
+    result = run(["fly"], tmp_path, expect_success=False)
+    assert result.returncode == 2 and "usage: python -m sb3_acktr.zoo" in result.stderr
