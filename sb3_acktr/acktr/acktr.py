@@ -354,11 +354,15 @@ class ACKTR(OnPolicyAlgorithm):
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             optimizer.step()
 
-            # Exact KL of the update on the same batch, to compare with the quadratic model (paper, appendix E)
+            # Exact KL of the update on the same batch, to compare with the quadratic model (paper, appendix E).
+            # In eval mode, so that BatchNorm statistics see the batch once, as in A2C (with BatchNorm or Dropout
+            # this compares the train-mode policy before the update with the eval-mode policy after it)
+            self.policy.set_training_mode(False)
             with th.no_grad():
                 new_distribution = self.policy.get_distribution(rollout_data.observations)
                 exact_kl = kl_divergence(distribution, new_distribution)
                 exact_kl = exact_kl.sum(dim=1) if exact_kl.dim() > 1 else exact_kl
+            self.policy.set_training_mode(True)
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 

@@ -99,8 +99,9 @@ class KFAC(th.optim.Optimizer):
         ``min(1, sqrt(kfac_clip / (lr**2 * Δᵀ∇)))``
     :param damping: Tikhonov damping λ > 0. In the factored (Cholesky) form it is split between the factors
         (π√λ on A, √λ/π on G), which is not the same regulariser as SB2's λ added to eigenvalue products
-    :param stats_decay: Running-average weight ε in [0, 1) of the old factor: ``A ← ε·A + (1−ε)·A_batch``
-        (the first batch initialises the factor)
+    :param stats_decay: Running-average weight ε in [0, 1) of the old statistics: ``A ← ε·A + (1−ε)·A_batch``
+        (the first batch initialises the factors). The diagonal fallback, a single noisy draw per update, uses
+        ``ε_k = min(ε, 1 − 1/k)`` at its k-th update: its first ``1/(1−ε)`` estimates are plainly averaged
     :param inverse_interval: Recompute the damped inverses every this many steps (SB2's ``kfac_update``)
     :param stats_interval: :attr:`curvature_update_due` is True every this many steps, telling callers such as
         ACKTR when to record curvature
@@ -305,12 +306,10 @@ class KFAC(th.optim.Optimizer):
                 )
                 return
             for layer, (a_new, g_new) in new_factors.items():
-                state = self.state[layer.weight]
-                decay = self._group_of(layer.weight)["stats_decay"]
-                self._running_average(state, "A", a_new, decay)
-                self._running_average(state, "G", g_new, decay)
+                self._running_average(layer.weight, {"A": a_new, "G": g_new})
             for param, diagonal in new_diagonals.items():
-                self._running_average(self.state[param], "fisher_diag", diagonal, self._group_of(param)["stats_decay"])
+                # One draw of N·(∇L_F)² per update (a χ²₁-like estimate): average the first ones plainly
+                self._running_average(param, {"fisher_diag": diagonal}, warm_up=True)
         self.curvature_updates += 1
 
     @staticmethod
@@ -335,13 +334,23 @@ class KFAC(th.optim.Optimizer):
             for layer, (a_sum, a_norm, g_sum, g_norm) in sums.items()
         }
 
-    @staticmethod
-    def _running_average(state: dict[str, Any], key: str, new: th.Tensor, decay: float) -> None:
-        """``state[key] ← decay·state[key] + (1 − decay)·new``; the first value initialises it."""
-        if key in state:
-            state[key].mul_(decay).add_(new, alpha=1 - decay)
-        else:
-            state[key] = new.clone()
+    def _running_average(self, param: th.Tensor, new: dict[str, th.Tensor], warm_up: bool = False) -> None:
+        """
+        ``state[key] ← ε·state[key] + (1 − ε)·new[key]`` (ε = ``stats_decay``); the first value initialises it.
+
+        With ``warm_up``, ``ε_k = min(ε, 1 − 1/k)`` at the parameter's k-th update: a plain average over the first
+        ``1/(1−ε)`` updates, for estimates that are noisy on their own (the diagonal fallback).
+        """
+        state = self.state[param]
+        state["stats_updates"] = state.get("stats_updates", 0) + 1
+        decay = self._group_of(param)["stats_decay"]
+        if warm_up:
+            decay = min(decay, 1.0 - 1.0 / state["stats_updates"])
+        for key, value in new.items():
+            if key in state:
+                state[key].mul_(decay).add_(value, alpha=1.0 - decay)
+            else:
+                state[key] = value.clone()
 
     def _group_of(self, param: th.Tensor) -> dict[str, Any]:
         return self.param_groups[self._group_index[id(param)]]
