@@ -45,11 +45,14 @@ def clone_batch_norm_stats(batch_norm: nn.BatchNorm1d) -> tuple[th.Tensor, th.Te
     :param batch_norm:
     :return: the bias and running mean
     """
+    assert batch_norm.running_mean is not None
     return batch_norm.bias.clone(), batch_norm.running_mean.clone()
 
 
 def clone_on_policy_batch_norm(model: ACKTR) -> tuple[th.Tensor, th.Tensor]:
-    return clone_batch_norm_stats(model.policy.features_extractor.batch_norm)
+    batch_norm = model.policy.features_extractor.batch_norm
+    assert isinstance(batch_norm, nn.BatchNorm1d)
+    return clone_batch_norm_stats(batch_norm)
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
