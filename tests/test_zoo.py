@@ -122,9 +122,12 @@ def test_record_video(trained):
 def test_pendulum_with_vec_env_subproc_params_and_tensorboard(tmp_path):
     args = ["train", "--algo", "acktr", "--env", "Pendulum-v1", "-n", "256", "--eval-freq", "128", "--eval-episodes", "1"]
     args += ["--vec-env", "subproc", "-tb", "tb", "-params", "n_steps:32", "kfac_clip:0.002", "-f", "logs", *COMMON]
+    args += ["--env-kwargs", "g:9.0", "-P"]
     run(args, tmp_path)
-    config = (tmp_path / "logs" / "acktr" / "Pendulum-v1_1" / "Pendulum-v1" / "config.yml").read_text()
+    params = tmp_path / "logs" / "acktr" / "Pendulum-v1_1" / "Pendulum-v1"
+    config = (params / "config.yml").read_text()
     assert "kfac_clip" in config and "0.002" in config
+    assert "g: 9.0" in (params / "args.yml").read_text()
     assert list((tmp_path / "tb" / "Pendulum-v1").glob("ACKTR_*"))
 
 
@@ -135,6 +138,29 @@ def test_optimize(tmp_path, sampler, pruner):
     args += ["--storage", f"sqlite:///{tmp_path}/study.db", "--study-name", "acktr", "-f", "logs", *COMMON]
     run(args, tmp_path)
     assert list((tmp_path / "logs" / "acktr").glob("report_CartPole-v1_2-trials-400-*.csv"))
+
+
+def test_optimize_workers_share_one_study(tmp_path):
+    """Two worker processes on one --storage/--study-name add their trials to the same study."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    # Created once beforehand (as `optuna create-study` does): two processes creating it at the same instant race
+    optuna.create_study(study_name="shared", storage=storage, direction="maximize")
+    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "200", "-optimize", "--n-trials", "1"]
+    args += ["--n-evaluations", "1", "--sampler", "random", "--pruner", "none", "--no-optim-plots"]
+    args += ["--storage", storage, "--study-name", "shared", "--num-threads", "1"]
+    workers = [
+        subprocess.Popen(
+            ZOO + args + ["-f", f"logs{i}", "--seed", str(i)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for i in range(2)
+    ]
+    for worker in workers:
+        output, _ = worker.communicate()
+        assert worker.returncode == 0, output.decode()[-3000:]
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    assert len(trials) == 2 and all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
 
 
 def test_a2c_through_the_same_command(tmp_path):
