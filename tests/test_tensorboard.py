@@ -10,25 +10,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
 from sb3_acktr import ACKTR
+from tests.test_logger import ACKTR_TRAIN_KEYS
 
 N_STEPS = 100
 
-# The keys ACKTR.train() logs (besides SB3's rollout/ and time/ keys)
-ACKTR_TRAIN_KEYS = [
-    "train/entropy_loss",
-    "train/policy_loss",
-    "train/value_loss",
-    "train/explained_variance",
-    "train/learning_rate",
-    "train/pg_fisher_loss",
-    "train/vf_fisher_loss",
-    "train/trust_region_scale",
-    "train/quadratic_kl",
-    "train/quadratic_kl_actor",
-    "train/exact_kl",
-    "train/kfac_skipped_steps",
-    "train/kfac_skipped_curvature_updates",
-]
+# The keys ACKTR.train() logs with the default joint trust region; train/n_updates is excluded from TensorBoard
+TENSORBOARD_KEYS = [key for key in ACKTR_TRAIN_KEYS if key != "train/n_updates"] + ["train/trust_region_scale"]
 
 
 class HParamCallback(BaseCallback):
@@ -95,12 +82,12 @@ def test_tensorboard_acktr_keys(tmp_path, env_id):
     accumulator = EventAccumulator(str(tmp_path / "ACKTR_1"))
     accumulator.Reload()
     scalar_keys = set(accumulator.scalars.Keys())
-    expected_keys = set(ACKTR_TRAIN_KEYS)
+    expected_keys = set(TENSORBOARD_KEYS)
     if env_id == "Pendulum-v1":
         expected_keys.add("train/std")
     assert expected_keys <= scalar_keys, expected_keys - scalar_keys
     # n_updates is excluded from TensorBoard, as for A2C
     assert "train/n_updates" not in scalar_keys
     # One value of each train key per update already dumped: the first two updates, dumped after rollouts 2 and 3
-    for key in ACKTR_TRAIN_KEYS:
+    for key in TENSORBOARD_KEYS:
         assert [event.step for event in accumulator.scalars.Items(key)] == [2 * n_steps, 3 * n_steps], key
