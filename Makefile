@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --upgrade pip
 	$(VENV_PYTHON) -m pip install torch==$(TORCH_VERSION)
-	$(VENV_PYTHON) -m pip install -e ".[extra,tests]"
+	$(VENV_PYTHON) -m pip install -e ".[extra,tests,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -59,4 +59,8 @@ check-codestyle:
 
 commit-checks: format type lint
 
-.PHONY: setup train test test-expensive pytest type lint format check-codestyle commit-checks
+# The documentation site, warnings as errors (broken references fail)
+doc:
+	python3 -m sphinx -W --keep-going -b html docs docs/_build/html
+
+.PHONY: setup train test test-expensive pytest type lint format check-codestyle commit-checks doc

@@ -141,6 +141,16 @@ def test_schedule_returning_a_bad_learning_rate():
         model.learn(80)
 
 
+def test_linear_schedule_ends_at_zero_when_the_last_rollout_overshoots():
+    """SB3's progress_remaining goes below 0 when total_timesteps is not a multiple of the rollout size."""
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=16, learning_rate=lambda progress: 0.25 * progress)
+    model.set_logger(configure(None, []))
+    model.learn(40)  # 3 rollouts of 16 steps: the last update runs at progress 1 - 48/40 < 0
+    assert model.num_timesteps == 48
+    assert model.logger.name_to_value["train/learning_rate"] == 0.0
+    assert model.policy.optimizer.param_groups[0]["lr"] == 0.0
+
+
 def test_unsupported_action_space_keeps_sb3_error():
     class TupleActionEnv(IdentityEnv):
         def __init__(self):

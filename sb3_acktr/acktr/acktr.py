@@ -303,6 +303,9 @@ class ACKTR(OnPolicyAlgorithm):
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
         optimizer: KFAC = self.policy.optimizer  # type: ignore[assignment]
+        # Schedules are defined on progress_remaining in [0, 1], but SB3's progress goes below 0 when the last
+        # rollout overshoots total_timesteps: a linear schedule would then give a negative (ascent) step
+        self._current_progress_remaining = max(self._current_progress_remaining, 0.0)
         # Update optimizer learning rate
         self._update_learning_rate(optimizer)
         learning_rate = optimizer.param_groups[0]["lr"]

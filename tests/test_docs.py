@@ -1,0 +1,44 @@
+"""Every Python example of the documentation and the README runs (with tiny budgets)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [page for page in PAGES if "_build" not in page.parts]
+
+# Shrink the budgets of the examples: the point is that they run, not that they learn
+SHRINK = [
+    (r"total_timesteps=[\d_]+", "total_timesteps=256"),
+    (r"n_envs=32", "n_envs=2"),
+    (r"n_steps=2500", "n_steps=64"),
+    (r"for epoch in range\(50\)", "for epoch in range(3)"),
+]
+
+
+def examples() -> list:
+    params = []
+    for page in PAGES:
+        blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.DOTALL | re.MULTILINE)
+        params += [pytest.param(code, id=f"{page.relative_to(ROOT)}:{index}") for index, code in enumerate(blocks)]
+    return params
+
+
+def test_every_page_is_found():
+    names = {page.relative_to(ROOT).as_posix() for page in PAGES}
+    assert {"README.md", "docs/guide/quickstart.md", "docs/modules/acktr.md", "docs/modules/kfac.md"} <= names
+    assert len(examples()) >= 8
+
+
+@pytest.mark.parametrize("code", examples())
+def test_example_runs(code, tmp_path):
+    for pattern, replacement in SHRINK:
+        code = re.sub(pattern, replacement, code)
+    script = tmp_path / "example.py"
+    script.write_text("import torch\ntorch.set_num_threads(1)\n" + code)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
