@@ -241,12 +241,16 @@ class KFAC(th.optim.Optimizer):
 
         Hooks exist only inside this context: rollouts, ``predict`` and evaluation are never recorded.
         Only the inputs and outputs are kept (no copy); the statistics are computed by :meth:`update_curvature`.
+        Each context starts a new recording: what an earlier one recorded and no update consumed is dropped
+        (it would keep its graph alive).
 
         :param enabled: If False, record nothing (convenient with :attr:`curvature_update_due`)
         """
         if not enabled:
             yield
             return
+        for layer in self.layers:
+            layer.records = []
         handles = [layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers]
         try:
             yield

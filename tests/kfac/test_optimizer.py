@@ -248,6 +248,12 @@ def test_curvature_recorded_only_inside_the_context():
     optimizer.update_curvature(F.cross_entropy(logits, y))
     assert "A" in optimizer.state[layer.weight]
     assert layer.weight.grad is None, "update_curvature must not touch .grad"
+    # A new context drops what an earlier one recorded and no update consumed
+    with optimizer.record_curvature():
+        layer(x)
+    with optimizer.record_curvature():
+        logits = layer(x[:2])
+    assert len(optimizer.layers[0].records) == 1 and optimizer.layers[0].records[0][1] is logits
 
 
 def test_step_before_any_curvature_raises():
