@@ -122,9 +122,12 @@ def test_record_video(trained):
 def test_pendulum_with_vec_env_subproc_params_and_tensorboard(tmp_path):
     args = ["train", "--algo", "acktr", "--env", "Pendulum-v1", "-n", "256", "--eval-freq", "128", "--eval-episodes", "1"]
     args += ["--vec-env", "subproc", "-tb", "tb", "-params", "n_steps:32", "kfac_clip:0.002", "-f", "logs", *COMMON]
-    args += ["--env-kwargs", "g:9.0", "-P"]
+    args += ["--env-kwargs", "g:9.0", "-P", "--save-freq", "128"]
     run(args, tmp_path)
-    params = tmp_path / "logs" / "acktr" / "Pendulum-v1_1" / "Pendulum-v1"
+    run_dir = tmp_path / "logs" / "acktr" / "Pendulum-v1_1"
+    for name in ("Pendulum-v1.zip", "best_model.zip", "evaluations.npz", "rl_model_128_steps.zip"):
+        assert (run_dir / name).exists(), name
+    params = run_dir / "Pendulum-v1"
     config = (params / "config.yml").read_text()
     assert "kfac_clip" in config and "0.002" in config
     assert "g: 9.0" in (params / "args.yml").read_text()
