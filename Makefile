@@ -1,5 +1,5 @@
 SHELL=/bin/bash
-LINT_PATHS=sb3_acktr/ tests/
+LINT_PATHS=sb3_acktr/ tests/ benchmarks/ docs/conf.py
 VENV ?= .venv
 VENV_PYTHON = $(VENV)/bin/python
 # CPU build of torch, installed before anything that depends on torch: an unpinned torch

@@ -1,0 +1,58 @@
+"""
+Constants of the sample-efficiency protocol (``/work/shared/benchmark-protocol.md``, summarised in docs/benchmark.md),
+shared by ``sample_efficiency.py`` (which runs) and ``report.py`` (which summarises). No heavy import here.
+"""
+
+from pathlib import Path
+
+#: Mean evaluation return that counts as "solved" (the protocol's thresholds)
+THRESHOLDS: dict[str, float] = {
+    "CartPole-v1": 475.0,
+    "Acrobot-v1": -100.0,
+    "LunarLander-v3": 200.0,
+    "Pendulum-v1": -200.0,
+    "LunarLanderContinuous-v3": 200.0,
+    "HalfCheetah-v5": 1500.0,
+    "Hopper-v5": 2000.0,
+    "Walker2d-v5": 2000.0,
+    "InvertedDoublePendulum-v5": 9100.0,
+    "Reacher-v5": -7.0,
+    "PongNoFrameskip-v4": 18.0,
+    "BreakoutNoFrameskip-v4": 100.0,
+}
+
+#: Environment steps per run when ``--budget`` is not given
+DEFAULT_BUDGETS: dict[str, int] = {
+    "CartPole-v1": 100_000,
+    "Acrobot-v1": 200_000,
+}
+#: Budget of every other env (the zoo's MuJoCo entries, the protocol's "1M steps")
+DEFAULT_BUDGET = 1_000_000
+
+#: Evaluation period in environment steps when ``--eval-freq`` is not given: fine enough to resolve the early phase
+DEFAULT_EVAL_FREQS: dict[str, int] = {
+    "CartPole-v1": 2_000,
+    "Acrobot-v1": 2_000,
+}
+DEFAULT_EVAL_FREQ = 10_000
+
+#: Episodes per evaluation, one per evaluation env, each env reset with ``eval_seed + i``
+N_EVAL_EPISODES = 10
+#: Seed of the evaluation envs: the same start states for every algorithm, training seed and evaluation
+EVAL_SEED = 1_000_000
+
+#: Where the runs write by default, and where the report writes its tables and plots
+RESULTS_DIR = Path(__file__).resolve().parent / "results" / "sample_efficiency"
+DOCS_STATIC = Path(__file__).resolve().parent.parent / "docs" / "_static"
+
+
+def run_name(env_id: str, algo: str, seed: int) -> str:
+    """
+    The file stem of one run's results: ``{env_id}__{algo}__seed{seed}``.
+
+    :param env_id: Environment id
+    :param algo: ``"acktr"`` or ``"a2c"``
+    :param seed: Training seed
+    :return: The stem
+    """
+    return f"{env_id}__{algo}__seed{seed}"

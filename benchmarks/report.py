@@ -1,0 +1,311 @@
+"""
+Summarise the sample-efficiency runs (``sample_efficiency.py``) as the benchmark protocol asks.
+
+Per run and as the median over seeds: **first** (the first evaluated step count whose mean return reaches the
+threshold), **sustained** (the step from which every later evaluation stays at or above it), **curve average** (the
+time-averaged mean evaluation return over the run, trapezoidal rule) and the **final** evaluation (mean ± std over
+its 10 episodes; over seeds, mean ± std of the seeds' final means). A run that never reaches the threshold counts
+as its budget and every figure built on it becomes a bound: "≥ 100000" steps, and the ratio A2C / ACKTR becomes
+"≥ r" (A2C censored) or "≤ r" (ACKTR censored).
+
+    python benchmarks/report.py                       # benchmarks/results/sample_efficiency -> docs/_static/
+    python benchmarks/report.py --results DIR --out-dir DIR --no-plots
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from protocol import DOCS_STATIC, RESULTS_DIR, THRESHOLDS
+
+ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C"}
+
+
+@dataclass(frozen=True)
+class Steps:
+    """
+    A step count, or a lower bound on it when the run never got there (``censored``: the value is the budget).
+
+    :param value: Steps
+    :param censored: True if the true value is larger than ``value`` (threshold not reached within the run)
+    """
+
+    value: float
+    censored: bool = False
+
+    def __str__(self) -> str:
+        return f"≥ {self.value:,.0f}" if self.censored else f"{self.value:,.0f}"
+
+
+def first_step(timesteps: Sequence[float], means: Sequence[float], threshold: float) -> Steps:
+    """
+    (a) The first evaluated step count whose mean return is at or above ``threshold``.
+
+    :param timesteps: Step counts of the evaluations, increasing
+    :param means: Mean evaluation return at each
+    :param threshold: The threshold
+    :return: That step count, or the last step count censored if none reaches it
+    """
+    for step, mean in zip(timesteps, means, strict=True):
+        if mean >= threshold:
+            return Steps(float(step))
+    return Steps(float(timesteps[-1]), censored=True)
+
+
+def sustained_step(timesteps: Sequence[float], means: Sequence[float], threshold: float) -> Steps:
+    """
+    (b) The step count from which every evaluation, up to the last, is at or above ``threshold``.
+
+    :param timesteps: Step counts of the evaluations, increasing
+    :param means: Mean evaluation return at each
+    :param threshold: The threshold
+    :return: That step count, or the last step count censored if the last evaluation is below the threshold
+    """
+    start: float | None = None
+    for step, mean in zip(timesteps, means, strict=True):
+        if mean >= threshold:
+            start = float(step) if start is None else start
+        else:
+            start = None
+    return Steps(float(timesteps[-1]), censored=True) if start is None else Steps(start)
+
+
+def curve_average(timesteps: Sequence[float], means: Sequence[float]) -> float:
+    """
+    (c) The time-averaged mean evaluation return: area under the piecewise-linear curve over its step span.
+
+    :param timesteps: Step counts of the evaluations, increasing
+    :param means: Mean evaluation return at each
+    :return: The average (the single value if there is one evaluation)
+    """
+    steps, values = np.asarray(timesteps, dtype=float), np.asarray(means, dtype=float)
+    if len(steps) == 1 or steps[-1] == steps[0]:
+        return float(values.mean())
+    area = float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(steps)))
+    return area / float(steps[-1] - steps[0])
+
+
+def median_steps(values: Sequence[Steps]) -> Steps:
+    """
+    The median over seeds; censored values sort above every observed one (their true value exceeds the budget),
+    and the median is censored when it depends on a censored value.
+
+    :param values: One per seed
+    :return: The median, possibly censored
+    """
+    ordered = sorted(values, key=lambda s: (s.censored, s.value))
+    n = len(ordered)
+    middle = ordered[(n - 1) // 2 : n // 2 + 1]
+    return Steps(float(np.mean([s.value for s in middle])), censored=any(s.censored for s in middle))
+
+
+def steps_ratio(a2c: Steps, acktr: Steps) -> str:
+    """
+    A2C steps / ACKTR steps (> 1: ACKTR needs fewer steps), with its bound when a side is censored.
+
+    :param a2c: A2C's (median) step count
+    :param acktr: ACKTR's (median) step count
+    :return: ``"2.30"``, ``"≥ 2.30"``, ``"≤ 0.50"`` or ``"n/a"`` (both censored, or a zero)
+    """
+    if (a2c.censored and acktr.censored) or a2c.value <= 0 or acktr.value <= 0:
+        return "n/a"
+    ratio = a2c.value / acktr.value
+    if a2c.censored:
+        return f"≥ {ratio:.2f}"
+    if acktr.censored:
+        return f"≤ {ratio:.2f}"
+    return f"{ratio:.2f}"
+
+
+def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
+    """
+    The protocol's figures for one run (a results file of ``sample_efficiency.py``).
+
+    :param run: The loaded results
+    :return: first, sustained, curve average, final mean and std, steps reached, whether complete
+    """
+    timesteps = run["timesteps"]
+    returns = [np.asarray(r, dtype=float) for r in run["returns"]]
+    means = [float(r.mean()) for r in returns]
+    threshold = run.get("threshold")
+    if threshold is None:
+        threshold = THRESHOLDS[run["env_id"]]
+    return {
+        "first": first_step(timesteps, means, threshold),
+        "sustained": sustained_step(timesteps, means, threshold),
+        "curve_average": curve_average(timesteps, means),
+        "final_mean": means[-1],
+        "final_std": float(returns[-1].std()),
+        "steps": timesteps[-1],
+        "done": bool(run.get("done")),
+    }
+
+
+def load_runs(directories: Sequence[Path]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """
+    Every ``*.json`` results file under ``directories`` (checkpoints excluded), by env and algorithm.
+
+    :param directories: Where the runs wrote (``--out-dir`` of ``sample_efficiency.py``)
+    :return: ``{env_id: {algo: [run, ...]}}``, seeds in order
+    """
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for directory in directories:
+        for path in sorted(directory.glob("*.json")):
+            run = json.loads(path.read_text())
+            if not {"env_id", "algo", "timesteps", "returns"} <= run.keys() or not run["timesteps"]:
+                continue
+            runs[run["env_id"]][run["algo"]].append(run)
+    for by_algo in runs.values():
+        for algo_runs in by_algo.values():
+            algo_runs.sort(key=lambda run: run["seed"])
+    return runs
+
+
+def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """
+    Markdown table of one env, every seed and the medians, and the summary row for the overview table.
+
+    :param env_id: Environment id
+    :param by_algo: Its runs per algorithm
+    :return: ``(markdown, summary)``
+    """
+    threshold = THRESHOLDS.get(env_id, by_algo[next(iter(by_algo))][0].get("threshold"))
+    lines = [
+        f"### {env_id} (threshold {threshold:g})",
+        "",
+        "| algorithm | seed | first ≥ threshold | sustained from | curve average | final (mean ± std, 10 episodes) | steps |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    summary: dict[str, Any] = {"env_id": env_id, "threshold": threshold}
+    for algo in ("a2c", "acktr"):
+        if algo not in by_algo:
+            continue
+        name = ALGO_NAMES[algo]
+        metrics = [run_metrics(run) for run in by_algo[algo]]
+        for run, m in zip(by_algo[algo], metrics, strict=True):
+            partial = "" if m["done"] else " (running)"
+            lines.append(
+                f"| {name} | {run['seed']} | {m['first']} | {m['sustained']} | {m['curve_average']:.1f} | "
+                f"{m['final_mean']:.1f} ± {m['final_std']:.1f} | {m['steps']:,}{partial} |"
+            )
+        finals = [m["final_mean"] for m in metrics]
+        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        median = {
+            "first": median_steps([m["first"] for m in metrics]),
+            "sustained": median_steps([m["sustained"] for m in metrics]),
+            "curve_average": float(np.median([m["curve_average"] for m in metrics])),
+            "final": f"{np.mean(finals):.1f} ± {spread:.1f}",
+            "seeds": len(metrics),
+            "budget": max(run["budget"] for run in by_algo[algo]),
+            "hyperparams": by_algo[algo][0].get("hyperparams_source", ""),
+        }
+        summary[algo] = median
+        lines.append(
+            f"| **{name} median** | {len(metrics)} seeds | **{median['first']}** | **{median['sustained']}** | "
+            f"**{median['curve_average']:.1f}** | {median['final']} (over seeds) | |"
+        )
+    sources = "; ".join(f"{ALGO_NAMES[a]}: {summary[a]['hyperparams']}" for a in ("a2c", "acktr") if a in summary)
+    lines += ["", f"Hyperparameters: {sources}."]
+    return "\n".join(lines), summary
+
+
+def overview_table(summaries: list[dict[str, Any]]) -> str:
+    """The ratios A2C / ACKTR per env (sustained first, then first), curve averages and finals beside them."""
+    lines = [
+        "| env | threshold | budget | seeds (A2C/ACKTR) | sustained: A2C | ACKTR | **A2C / ACKTR** | first: A2C | ACKTR | "
+        "A2C / ACKTR | curve average: A2C | ACKTR | final: A2C | ACKTR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summaries:
+        if "a2c" not in s or "acktr" not in s:
+            continue
+        a2c, acktr = s["a2c"], s["acktr"]
+        lines.append(
+            f"| {s['env_id']} | {s['threshold']:g} | {max(a2c['budget'], acktr['budget']):,} | "
+            f"{a2c['seeds']}/{acktr['seeds']} | {a2c['sustained']} | {acktr['sustained']} | "
+            f"**{steps_ratio(a2c['sustained'], acktr['sustained'])}** | {a2c['first']} | {acktr['first']} | "
+            f"{steps_ratio(a2c['first'], acktr['first'])} | {a2c['curve_average']:.1f} | {acktr['curve_average']:.1f} | "
+            f"{a2c['final']} | {acktr['final']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """
+    Learning curves, mean ± std over seeds of the mean evaluation return, x = environment steps, to a PNG.
+
+    Seeds are interpolated onto a common grid (evaluations fall at update boundaries, which differ by algorithm).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    for algo, color in (("a2c", "tab:blue"), ("acktr", "tab:red")):
+        if algo not in by_algo:
+            continue
+        runs = by_algo[algo]
+        end = min(run["timesteps"][-1] for run in runs)
+        freq = runs[0]["eval_freq"]
+        grid = np.unique(np.append(np.arange(0, end, freq), end))
+        curves = np.array([np.interp(grid, run["timesteps"], [np.mean(r) for r in run["returns"]]) for run in runs])
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        axis.plot(grid, mean, color=color, label=f"{ALGO_NAMES[algo]} ({len(runs)} seeds)")
+        axis.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+    threshold = THRESHOLDS.get(env_id)
+    if threshold is not None:
+        axis.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    axis.set(xlabel="environment steps", ylabel="mean evaluation return (10 episodes)", title=env_id)
+    axis.legend(loc="best")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, nargs="+", default=[RESULTS_DIR], help="Folders of results files")
+    parser.add_argument("--out-dir", type=Path, default=DOCS_STATIC, help="Tables (markdown) and plots (PNG) go here")
+    parser.add_argument("--no-plots", action="store_true", help="Tables only")
+    args = parser.parse_args(argv)
+
+    runs = load_runs(args.results)
+    if not runs:
+        sys.exit(f"error: no results files in {', '.join(map(str, args.results))}: run sample_efficiency.py first.")
+    sections, summaries = [], []
+    for env_id in sorted(runs):
+        table, summary = env_table(env_id, runs[env_id])
+        sections.append(table)
+        summaries.append(summary)
+        if not args.no_plots:
+            plot = args.out_dir / f"sample_efficiency_{env_id}.png"
+            plot_env(env_id, runs[env_id], plot)
+            sections.append(f"\n![{env_id}: ACKTR vs A2C]({plot.name})")
+    markdown = "\n\n".join(
+        [
+            "## Sample efficiency: A2C / ACKTR (median over seeds; > 1 means ACKTR needs fewer steps)",
+            overview_table(summaries),
+            *sections,
+        ]
+    )
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "sample_efficiency.md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nwrote {args.out_dir / 'sample_efficiency.md'}" + ("" if args.no_plots else " and the plots"), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

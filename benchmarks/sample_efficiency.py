@@ -1,0 +1,359 @@
+"""
+One sample-efficiency run of the benchmark protocol: ACKTR or A2C on one env and seed, evaluated as it learns.
+
+The env and the model are built as ``rl_zoo3.train`` builds them (rl-zoo's ``ExperimentManager``): ACKTR with the
+package's ``hyperparams/acktr.yml``, A2C with rl-zoo's own ``a2c.yml``. rl-zoo 2.9.2 has A2C MuJoCo entries only for
+``-v4`` ids, so a ``-v5`` env uses its ``-v4`` entry, and a MuJoCo env with no entry at all (Reacher,
+InvertedDoublePendulum) uses ``mujoco-defaults`` (normalize: true); the results file says which.
+
+Every ``--eval-freq`` environment steps (at the first update boundary at or after each multiple, so that the policy
+evaluated has been updated on every step counted; plus step 0 and the end), the deterministic policy plays
+10 episodes on a separate evaluation env: 10 envs, env ``i`` reset with seed ``EVAL_SEED + i``, so every algorithm,
+seed and evaluation starts from the same 10 states. After each evaluation the run saves its model, VecNormalize
+statistics and the evaluations so far under ``--out-dir``; rerunning the same command continues from there
+(a continued run uses the seed ``seed + 1000 * resumes`` for its fresh envs, so it does not replay the first
+segment's random streams: a resumed run is not bit-identical to an uninterrupted one).
+
+    python benchmarks/sample_efficiency.py --env CartPole-v1 --algo acktr --seed 0
+    python benchmarks/sample_efficiency.py --env HalfCheetah-v5 --algo a2c --seed 0 --budget 1000000
+    python benchmarks/sample_efficiency.py --quick --algo acktr --out-dir /tmp/se    # 2k CartPole steps, seconds
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+
+# Small networks on 2 shared cores: one torch thread, as rl-zoo's --num-threads 1
+th.set_num_threads(1)
+
+import gymnasium as gym  # noqa: E402
+import rl_zoo3  # noqa: E402
+import rl_zoo3.import_envs  # noqa: E402  (registers rl-zoo's envs and patches, as rl_zoo3.train does)
+import stable_baselines3  # noqa: E402
+import yaml  # noqa: E402
+from protocol import (  # noqa: E402
+    DEFAULT_BUDGET,
+    DEFAULT_BUDGETS,
+    DEFAULT_EVAL_FREQ,
+    DEFAULT_EVAL_FREQS,
+    EVAL_SEED,
+    N_EVAL_EPISODES,
+    RESULTS_DIR,
+    THRESHOLDS,
+    run_name,
+)
+from rl_zoo3.exp_manager import ExperimentManager  # noqa: E402
+from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.utils import set_random_seed  # noqa: E402
+from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import sb3_acktr  # noqa: E402
+from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
+
+RL_ZOO_HYPERPARAMS = Path(rl_zoo3.__file__).parent / "hyperparams"
+
+
+def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]:
+    """
+    The hyperparameters file rl-zoo reads for ``algo`` on ``env_id``, and the entry to substitute when the protocol
+    says so (A2C on MuJoCo ``-v5`` ids: the ``-v4`` entry, or ``mujoco-defaults`` when there is none).
+
+    :param algo: ``"acktr"`` or ``"a2c"``
+    :param env_id: Environment id
+    :return: ``(yaml path, substitute entry or None, description of the entry used)``
+    """
+    path = HYPERPARAMS if algo == "acktr" else RL_ZOO_HYPERPARAMS / f"{algo}.yml"
+    with open(path) as file:
+        entries = yaml.safe_load(file)
+    if env_id in entries:
+        return path, None, f"{path.name}: {env_id}"
+    if algo != "acktr" and "mujoco" in str(gym.spec(env_id).entry_point):
+        v4 = env_id.rsplit("-v", 1)[0] + "-v4"
+        if v4 in entries:
+            return path, dict(entries[v4]), f"{path.name}: {v4} (rl-zoo has no {env_id} entry)"
+        # The HalfCheetah-v4 entry is the `mujoco-defaults` anchor itself
+        return path, dict(entries["HalfCheetah-v4"]), f"{path.name}: mujoco-defaults (no entry for {env_id} or {v4})"
+    fallback = "atari" if ExperimentManager.is_atari(env_id) else "default"
+    return path, None, f"{path.name}: {fallback}"
+
+
+def display_path(path: Path) -> str:
+    """A hyperparameters file as ``hyperparams/acktr.yml`` (this repository) or ``rl_zoo3/hyperparams/a2c.yml``."""
+    try:
+        return str(path.resolve().relative_to(Path(__file__).resolve().parent.parent))
+    except ValueError:
+        return str(path.resolve().relative_to(Path(rl_zoo3.__file__).resolve().parent.parent))
+
+
+class Run:
+    """
+    One run: its files, its zoo experiment, its evaluations.
+
+    :param args: The parsed command line
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.name = run_name(args.env, args.algo, args.seed)
+        self.results_path: Path = args.out_dir / f"{self.name}.json"
+        self.checkpoint_dir: Path = args.out_dir / "checkpoints" / self.name
+        self.model_path = self.checkpoint_dir / "model.zip"
+        self.results: dict[str, Any] = self._load_or_start()
+        self.model: BaseAlgorithm | None = None
+        self.eval_env: VecEnv | None = None
+        self.progress: tqdm | None = None
+        self.elapsed = 0.0
+        self.start = time.perf_counter()
+
+    def _load_or_start(self) -> dict[str, Any]:
+        args = self.args
+        if self.results_path.is_file():
+            results = json.loads(self.results_path.read_text())
+            if results["eval_freq"] != args.eval_freq or results["eval_seed"] != args.eval_seed:
+                sys.exit(
+                    f"error: {self.results_path} was run with --eval-freq {results['eval_freq']} and eval seed "
+                    f"{results['eval_seed']}; use the same, or another --out-dir."
+                )
+            if args.budget != results["budget"]:
+                print(f"budget {results['budget']} -> {args.budget}", file=sys.stderr)
+                results["budget"] = args.budget
+                results["done"] = bool(results["timesteps"]) and results["timesteps"][-1] >= args.budget
+            return results
+        path, substitute, source = zoo_entry(args.algo, args.env)
+        return {
+            "env_id": args.env,
+            "algo": args.algo,
+            "seed": args.seed,
+            "budget": args.budget,
+            "eval_freq": args.eval_freq,
+            "n_eval_episodes": N_EVAL_EPISODES,
+            "eval_seed": args.eval_seed,
+            "deterministic": True,
+            "threshold": THRESHOLDS.get(args.env),
+            "hyperparams_file": display_path(path),
+            "hyperparams_source": source,
+            "hyperparams_substitute": substitute,
+            "hyperparams": None,
+            "timesteps": [],
+            "returns": [],
+            "lengths": [],
+            "wall_time_s": [],
+            "resumes": 0,
+            "done": False,
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": {
+                "python": platform.python_version(),
+                "torch": th.__version__,
+                "stable_baselines3": stable_baselines3.__version__,
+                "rl_zoo3": rl_zoo3.__version__,
+                "sb3_acktr": sb3_acktr.__version__,
+                "gymnasium": gym.__version__,
+            },
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        }
+
+    def experiment(self, resume: bool) -> ExperimentManager:
+        """rl-zoo's ExperimentManager for this run (continuing from the checkpoint if ``resume``)."""
+        args = self.args
+        path, substitute, _ = zoo_entry(args.algo, args.env)
+        config = str(path)
+        if substitute is not None:
+            # The substitute entry under this env's id, in a yaml of its own beside the checkpoint
+            config = str(self.checkpoint_dir / f"{args.algo}_hyperparams.yml")
+            Path(config).write_text(yaml.safe_dump({args.env: substitute}))
+        seed = args.seed + 1000 * self.results["resumes"]
+        set_random_seed(seed)
+        return ExperimentManager(
+            args,
+            args.algo,
+            args.env,
+            str(self.checkpoint_dir / "zoo"),
+            n_timesteps=self.results["budget"],
+            eval_freq=-1,
+            save_freq=-1,
+            trained_agent=str(self.model_path) if resume else "",
+            seed=seed,
+            verbose=0,
+            device="cpu",
+            config=config,
+        )
+
+    def evaluate(self) -> None:
+        """Evaluate the current policy on the seeded evaluation envs, then save model, statistics and results."""
+        model, eval_env = self.model, self.eval_env
+        assert model is not None and eval_env is not None
+        train_env = model.get_env()
+        assert train_env is not None
+        sync_envs_normalization(train_env, eval_env)
+        eval_env.seed(self.results["eval_seed"])  # env i is reset with eval_seed + i: the same 10 start states
+        returns, lengths = evaluate_policy(
+            model, eval_env, n_eval_episodes=N_EVAL_EPISODES, deterministic=True, return_episode_rewards=True
+        )
+        self.results["timesteps"].append(int(model.num_timesteps))
+        assert isinstance(returns, list) and isinstance(lengths, list)
+        self.results["returns"].append([float(r) for r in returns])
+        self.results["lengths"].append([int(n) for n in lengths])
+        self.results["wall_time_s"].append(self.elapsed + time.perf_counter() - self.start)
+        self.save()
+        if self.progress is not None:
+            self.progress.set_postfix(eval=f"{np.mean(returns):.1f}", refresh=False)
+
+    def save(self) -> None:
+        """Model, VecNormalize statistics, then the results (written last, atomically)."""
+        model = self.model
+        assert model is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        model.save(self.model_path)
+        vec_normalize = model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            # Where rl-zoo's continue-training (-i model.zip) looks for them
+            statistics = self.checkpoint_dir / self.args.env / "vecnormalize.pkl"
+            statistics.parent.mkdir(exist_ok=True)
+            vec_normalize.save(str(statistics))
+        self.write_results()
+
+    def write_results(self) -> None:
+        self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.results_path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.results, indent=1) + "\n")
+        os.replace(temporary, self.results_path)
+
+    def next_evaluation(self) -> int:
+        """The step count from which the next evaluation is due."""
+        timesteps = self.results["timesteps"]
+        if not timesteps:
+            return 0
+        return (timesteps[-1] // self.args.eval_freq + 1) * self.args.eval_freq
+
+    def maybe_evaluate(self) -> None:
+        model = self.model
+        assert model is not None
+        if self.progress is not None:
+            self.progress.update(model.num_timesteps - self.progress.n)
+        if model.num_timesteps >= self.next_evaluation():
+            self.evaluate()
+
+    def execute(self) -> None:
+        """Build (or continue) the run, learn to the budget, evaluating as it goes."""
+        if self.results["done"]:
+            print(f"{self.results_path} is complete ({self.results['timesteps'][-1]} steps)", file=sys.stderr)
+            return
+        resume = self.model_path.is_file() and bool(self.results["timesteps"])
+        if resume:
+            self.results["resumes"] += 1
+        elif self.results["timesteps"]:
+            # Evaluations without the checkpoint they continue from (e.g. a results file from another machine)
+            print(f"no checkpoint {self.model_path}: {self.name} starts over", file=sys.stderr)
+            for key in ("timesteps", "returns", "lengths", "wall_time_s"):
+                self.results[key] = []
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        manager = self.experiment(resume)
+        setup = manager.setup_experiment()
+        assert setup is not None
+        self.model, saved_hyperparams = setup
+        if self.results["hyperparams"] is None:
+            self.results["hyperparams"] = {key: str(value) for key, value in saved_hyperparams.items()}
+        self.eval_env = manager.create_envs(N_EVAL_EPISODES, eval_env=True, no_log=True)
+        self.elapsed = self.results["wall_time_s"][-1] if self.results["wall_time_s"] else 0.0
+        self.start = time.perf_counter()
+        budget = self.results["budget"]
+        self.progress = tqdm(
+            total=budget,
+            initial=self.model.num_timesteps,
+            desc=self.name,
+            unit="step",
+            disable=self.args.no_progress,
+            dynamic_ncols=True,
+        )
+        if resume:
+            print(f"continuing {self.name} from {self.model.num_timesteps} steps", file=sys.stderr)
+        self.maybe_evaluate()  # step 0 (or a checkpoint written before its results)
+        callbacks = [*manager.callbacks, EvaluateAfterUpdates(self)]
+        self.model.learn(
+            max(budget - self.model.num_timesteps, 0),
+            callback=callbacks,
+            reset_num_timesteps=not resume,
+            # None turns SB3's logging off (rl-zoo does the same), although SB3 annotates an int
+            log_interval=None,  # type: ignore[arg-type]
+        )
+        if self.results["timesteps"][-1] != self.model.num_timesteps:
+            self.evaluate()  # the end of the budget
+        self.results["done"] = True
+        self.write_results()
+        self.progress.close()
+        self.eval_env.close()
+        env = self.model.get_env()
+        if env is not None:
+            env.close()
+        final = self.results["returns"][-1]
+        print(
+            f"{self.name}: {self.model.num_timesteps} steps, final evaluation {np.mean(final):.2f} +/- {np.std(final):.2f}; "
+            f"results in {self.results_path}",
+            file=sys.stderr,
+        )
+
+
+class EvaluateAfterUpdates(BaseCallback):
+    """
+    Evaluate at the start of a rollout, i.e. after the update on the previous one: the policy then reflects every
+    step counted in ``num_timesteps``.
+
+    :param run: The run to evaluate
+    """
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self.run = run
+
+    def _on_rollout_start(self) -> None:
+        self.run.maybe_evaluate()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
+    parser.add_argument("--algo", required=True, choices=["acktr", "a2c"])
+    parser.add_argument("--seed", type=int, default=0, help="Training seed")
+    parser.add_argument("--budget", type=int, help="Environment steps (default: 100k CartPole, 200k Acrobot, else 1M)")
+    parser.add_argument("--eval-freq", type=int, help="Evaluate every N steps (default: 2k CartPole/Acrobot, else 10k)")
+    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED, help="Seed of the evaluation envs")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="Results (json) and checkpoints go here")
+    parser.add_argument("--quick", action="store_true", help="2,000 steps, an evaluation every 1,000: a smoke test")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budget = args.budget or 2_000
+        args.eval_freq = args.eval_freq or 1_000
+    args.budget = args.budget or DEFAULT_BUDGETS.get(args.env, DEFAULT_BUDGET)
+    args.eval_freq = args.eval_freq or DEFAULT_EVAL_FREQS.get(args.env, DEFAULT_EVAL_FREQ)
+    if args.budget <= 0 or args.eval_freq <= 0:
+        parser.error("--budget and --eval-freq must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    """
+    args = parse_args(argv)
+    register()
+    Run(args).execute()
+
+
+if __name__ == "__main__":
+    main()

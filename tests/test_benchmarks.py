@@ -1,0 +1,118 @@
+"""The benchmark scripts run (--quick, as subprocesses) and the report computes the protocol's figures correctly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from report import Steps, curve_average, first_step, median_steps, run_metrics, steps_ratio, sustained_step  # noqa: E402
+
+
+def start_script(script: str, *args: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=BENCHMARKS.parent,
+    )
+
+
+def finish_script(process: "subprocess.Popen[str]") -> str:
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, f"{process.args!r}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return stdout
+
+
+def run_script(script: str, *args: str) -> str:
+    return finish_script(start_script(script, *args))
+
+
+def test_throughput_quick(tmp_path):
+    out = tmp_path / "throughput.json"
+    stdout = run_script("throughput.py", "--quick", "--out", str(out))
+    data = json.loads(out.read_text())
+    (row,) = data["throughput"]
+    assert row["env_id"] == "CartPole-v1" and row["batch"] == 160
+    assert row["ratio"] > 0 and len(row["seconds"]["A2C"]) == len(row["seconds"]["ACKTR"]) == 1
+    (breakdown,) = data["breakdown"]
+    phases = breakdown["ACKTR"]["phases"]
+    for phase in (
+        "rollout collection",
+        "Fisher backward",
+        "factor computation",
+        "inverses",
+        "preconditioning",
+        "trust region",
+    ):
+        assert any(name.startswith(phase) for name in phases), phase
+    # Exclusive times: the phases add up to the update
+    assert sum(phases.values()) == pytest.approx(breakdown["ACKTR"]["seconds_per_update"])
+    assert out.with_suffix(".md").read_text() == data["markdown"]
+    assert "ACKTR / A2C" in stdout
+
+
+def test_sample_efficiency_quick_and_report(tmp_path):
+    # Both algorithms at once (2 cores): most of each run is imports
+    processes = [
+        start_script(
+            "sample_efficiency.py", "--quick", "--algo", algo, "--seed", "0", "--out-dir", str(tmp_path), "--no-progress"
+        )
+        for algo in ("acktr", "a2c")
+    ]
+    for process in processes:
+        finish_script(process)
+    for algo in ("acktr", "a2c"):
+        results = json.loads((tmp_path / f"CartPole-v1__{algo}__seed0.json").read_text())
+        assert results["done"] and results["timesteps"][0] == 0 and results["timesteps"][-1] >= 2000
+        assert all(len(returns) == 10 for returns in results["returns"])
+        assert (tmp_path / "checkpoints" / f"CartPole-v1__{algo}__seed0" / "model.zip").is_file()
+    acktr = json.loads((tmp_path / "CartPole-v1__acktr__seed0.json").read_text())
+    a2c = json.loads((tmp_path / "CartPole-v1__a2c__seed0.json").read_text())
+    # Same initial weights (same seed) and the same seeded evaluation start states
+    assert acktr["returns"][0] == a2c["returns"][0]
+
+    report_dir = tmp_path / "report"
+    stdout = run_script("report.py", "--results", str(tmp_path), "--out-dir", str(report_dir))
+    assert "CartPole-v1" in stdout
+    assert (report_dir / "sample_efficiency.md").is_file()
+    assert (report_dir / "sample_efficiency_CartPole-v1.png").stat().st_size > 0
+
+
+def test_report_metrics_on_a_hand_made_curve():
+    steps = [0, 10, 20, 30, 40, 50]
+    means = [0.0, 100.0, 50.0, 100.0, 120.0, 100.0]
+    assert first_step(steps, means, 100) == Steps(10)
+    # 50 at step 20 breaks the first crossing: sustained only from step 30
+    assert sustained_step(steps, means, 100) == Steps(30)
+    # Trapezoids: 500 + 750 + 750 + 1100 + 1100 = 4200 over 50 steps
+    assert curve_average(steps, means) == pytest.approx(84.0)
+    # Never reached: the budget, as a bound
+    assert first_step(steps, means, 200) == Steps(50, censored=True)
+    assert sustained_step(steps, means, 200) == Steps(50, censored=True)
+    # Reached, then lost at the end: not sustained
+    assert first_step(steps, [*means[:-1], 90.0], 100) == Steps(10)
+    assert sustained_step(steps, [*means[:-1], 90.0], 100) == Steps(50, censored=True)
+
+    run = {"env_id": "CartPole-v1", "timesteps": steps, "returns": [[m - 1, m + 1] for m in means], "done": True}
+    metrics = run_metrics(run)
+    assert metrics["first"] == Steps(50, censored=True)  # CartPole's threshold, 475
+    assert metrics["final_mean"] == 100.0 and metrics["final_std"] == 1.0
+    assert run_metrics({**run, "threshold": 100})["sustained"] == Steps(30)
+
+
+def test_report_medians_and_ratio_bounds():
+    assert median_steps([Steps(10), Steps(50, censored=True), Steps(30)]) == Steps(30)
+    assert median_steps([Steps(10), Steps(50, censored=True), Steps(50, censored=True)]) == Steps(50, censored=True)
+    assert median_steps([Steps(40), Steps(20), Steps(10), Steps(30, censored=True)]) == Steps(30)
+    assert median_steps([Steps(40), Steps(10), Steps(30, censored=True), Steps(30, censored=True)]) == Steps(35, censored=True)
+    assert steps_ratio(Steps(30_000), Steps(10_000)) == "3.00"
+    assert steps_ratio(Steps(100_000, censored=True), Steps(20_000)) == "≥ 5.00"
+    assert steps_ratio(Steps(10_000), Steps(50_000, censored=True)) == "≤ 0.20"
+    assert steps_ratio(Steps(100_000, censored=True), Steps(100_000, censored=True)) == "n/a"
+    assert str(Steps(100_000, censored=True)) == "≥ 100,000"
