@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import textwrap
 import sys
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def examples() -> list:
         blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.DOTALL | re.MULTILINE)
         params += [pytest.param(code, id=f"{page.relative_to(ROOT)}:{index}") for index, code in enumerate(blocks)]
     return params
+
+
+def test_kfac_docstring_example_runs(tmp_path):
+    """The classifier example of KFAC's docstring (the block after "Example, a classifier outside RL::")."""
+    from sb3_acktr import KFAC
+
+    assert KFAC.__doc__ is not None
+    block = KFAC.__doc__.split("Example, a classifier outside RL::\n", 1)[1].split("\n    :param", 1)[0]
+    code = textwrap.dedent(block)
+    assert "optimizer.update_curvature(" in code and "optimizer.step()" in code
+    test_example_runs(code, tmp_path)
 
 
 def test_every_page_is_found():

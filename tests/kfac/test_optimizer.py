@@ -381,7 +381,7 @@ def test_load_state_dict_of_another_optimizer():
 
 
 def test_supervised_classifier_learns():
-    """The docstring example: a small classifier trained outside RL."""
+    """A small classifier trained outside RL, as the docstring example (which tests/test_docs.py runs)."""
     th.manual_seed(0)
     x = th.randn(256, 10)
     y = (x[:, :3].argmax(dim=1) + (x[:, 3] > 1).long()) % 3
@@ -389,12 +389,7 @@ def test_supervised_classifier_learns():
     optimizer = KFAC(model, lr=0.1, kfac_clip=0.01)
     initial_loss = F.cross_entropy(model(x), y).item()
     for _ in range(50):
-        with optimizer.record_curvature():
-            logits = model(x)
-        sampled = th.distributions.Categorical(logits=logits.detach()).sample()
-        optimizer.update_curvature(F.cross_entropy(logits, sampled))
-        optimizer.zero_grad()
-        F.cross_entropy(logits, y).backward()
+        fisher_then_gradient(optimizer, model, x, y)
         optimizer.step()
     with th.no_grad():
         logits = model(x)
