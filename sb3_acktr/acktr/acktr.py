@@ -279,6 +279,19 @@ class ACKTR(OnPolicyAlgorithm):
             return None
         return list(actor.values()), list(critic.values())
 
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        """
+        Compute the current progress remaining (starts from 1 and ends to 0), clamped at 0.
+
+        Schedules are defined on [0, 1], but SB3's progress goes below 0 when the last rollout overshoots
+        ``total_timesteps``: a linear schedule would then give a negative (ascent) step.
+
+        :param num_timesteps: current number of timesteps
+        :param total_timesteps:
+        """
+        super()._update_current_progress_remaining(num_timesteps, total_timesteps)
+        self._current_progress_remaining = max(self._current_progress_remaining, 0.0)
+
     def _fisher_losses(self, distribution: Distribution, values: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
         Losses whose gradients sample the Fisher of ``p(a, v | s)`` (ACKTR paper sec. 3.1).
@@ -303,9 +316,6 @@ class ACKTR(OnPolicyAlgorithm):
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
         optimizer: KFAC = self.policy.optimizer  # type: ignore[assignment]
-        # Schedules are defined on progress_remaining in [0, 1], but SB3's progress goes below 0 when the last
-        # rollout overshoots total_timesteps: a linear schedule would then give a negative (ascent) step
-        self._current_progress_remaining = max(self._current_progress_remaining, 0.0)
         # Update optimizer learning rate
         self._update_learning_rate(optimizer)
         learning_rate = optimizer.param_groups[0]["lr"]
