@@ -301,7 +301,8 @@ class KFAC(th.optim.Optimizer):
                 param: grad.square() * (scale**2 / batch_size) for param, grad in fallback_grads if grad is not None
             }
             tensors = [t for pair in new_factors.values() for t in pair] + list(new_diagonals.values())
-            if not all(bool(th.isfinite(t).all()) for t in tensors):
+            # One host sync for all statistics, not one per tensor
+            if not bool(th.stack([th.isfinite(t).all() for t in tensors]).all()):
                 self.skipped_curvature_updates += 1
                 warnings.warn(
                     "KFAC: non-finite curvature statistics (NaN/inf in activations or Fisher-loss gradients); "
