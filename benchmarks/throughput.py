@@ -70,8 +70,6 @@ class Config:
     :param repeats: Timed runs of each algorithm, interleaved
     :param width: Hidden width (``net_arch=[width, width]``) or None for SB3's default
     :param acktr_kwargs: Extra ACKTR arguments (variants)
-    :param subsample_statistics: If set, a prototype computes the K-FAC factors on this many samples of the batch
-        (benchmark-only monkeypatch of ``KFAC._batch_factors``, see :func:`subsampled_statistics`)
     """
 
     name: str
@@ -83,7 +81,6 @@ class Config:
     repeats: int = 3
     width: int | None = None
     acktr_kwargs: dict[str, Any] = field(default_factory=dict)
-    subsample_statistics: int | None = None
 
     @property
     def batch(self) -> int:
@@ -121,21 +118,28 @@ def full_configs() -> list[Config]:
             acktr_kwargs=dict(kfac_stats_update=4),
         ),
         Config(
-            "PongNoFrameskip-v4 32x20, statistics on 80 samples (prototype)",
+            "PongNoFrameskip-v4 32x20, kfac_stats_samples=160",
             "variant",
             "PongNoFrameskip-v4",
             32,
             20,
-            subsample_statistics=80,
+            acktr_kwargs=dict(kfac_stats_samples=160),
         ),
         Config(
-            "PongNoFrameskip-v4 32x20, statistics on 80 samples (prototype) + kfac_stats_update=4",
+            "PongNoFrameskip-v4 32x20, kfac_stats_samples=80",
             "variant",
             "PongNoFrameskip-v4",
             32,
             20,
-            acktr_kwargs=dict(kfac_stats_update=4),
-            subsample_statistics=80,
+            acktr_kwargs=dict(kfac_stats_samples=80),
+        ),
+        Config(
+            "PongNoFrameskip-v4 32x20, kfac_stats_samples=160 + kfac_stats_update=4",
+            "variant",
+            "PongNoFrameskip-v4",
+            32,
+            20,
+            acktr_kwargs=dict(kfac_stats_samples=160, kfac_stats_update=4),
         ),
     ]
 
@@ -275,36 +279,6 @@ def timer_targets(model: BaseAlgorithm) -> list[tuple[Any, str, str]]:
     return targets
 
 
-@contextmanager
-def subsampled_statistics(n_samples: int, seed: int = 0) -> Iterator[None]:
-    """
-    Prototype of "K-FAC statistics on a subsample of the batch": ``KFAC._batch_factors`` sees only ``n_samples``
-    random samples (the same rows of each layer's inputs and output gradients). Benchmark-only monkeypatch, to
-    measure the proposal end to end; the Fisher backward still runs on the whole batch.
-
-    :param n_samples: Samples kept for the statistics
-    :param seed: Seed of the subsample generator
-    """
-    original = KFAC.__dict__["_batch_factors"]
-    generator = th.Generator().manual_seed(seed)
-
-    def batch_factors(records: list[tuple[Any, th.Tensor, th.Tensor]], output_grads: Any, scale: int) -> Any:
-        output_grads = list(output_grads)
-        batch = records[0][1].shape[0]
-        if batch <= n_samples:
-            return original.__func__(records, output_grads, scale)
-        index = th.randperm(batch, generator=generator)[:n_samples]
-        sub_records = [(layer, inputs[index], output) for layer, inputs, output in records]
-        sub_grads = [None if grad is None else grad[index] for grad in output_grads]
-        return original.__func__(sub_records, sub_grads, scale)
-
-    KFAC._batch_factors = staticmethod(batch_factors)  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        KFAC._batch_factors = original  # type: ignore[method-assign]
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Envs, models, timed learn()
 # --------------------------------------------------------------------------------------------------------------------
@@ -362,21 +336,17 @@ def timed_learn(model: OnPolicyAlgorithm, updates: int) -> float:
     return time.perf_counter() - start
 
 
-def measure_throughput(config: Config, seed: int, statistics_context: Callable[[], Any] | None = None) -> dict[str, Any]:
+def measure_throughput(config: Config, seed: int) -> dict[str, Any]:
     """
     Interleaved timing of A2C and ACKTR on one configuration.
 
     :param config: The configuration
     :param seed: Seed of both models and envs
-    :param statistics_context: Context manager factory active around ACKTR's runs (prototypes), or None
     :return: Per-run seconds, median steps/s of each, the ratio of the medians and the per-pair ratios
     """
     models = {algo: make_model(algo, config, seed) for algo in ALGOS}
 
     def run(algo: str, updates: int) -> float:
-        if algo == "ACKTR" and statistics_context is not None:
-            with statistics_context():
-                return timed_learn(models[algo], updates)
         return timed_learn(models[algo], updates)
 
     for algo in ALGOS:  # warm-up: one update each
@@ -461,42 +431,14 @@ def gram(rows: th.Tensor) -> th.Tensor:
     return rows.t() @ rows
 
 
+def patch_matrix_gram(module: nn.Module, inputs: th.Tensor) -> th.Tensor:
+    """``Σ ā āᵀ`` through the materialised patch matrix (how KFAC computed it before ``input_second_moment``)."""
+    return gram(kfac_factors.layer_input_rows(module, inputs)[0])
+
+
 def g_factor_sum(module: nn.Module, grad_output: th.Tensor, batch: int) -> th.Tensor:
     """The G factor's sum of outer products, as ``KFAC`` computes it (rows, then ``rowsᵀ rows``)."""
     return gram(kfac_factors.layer_output_grad_rows(module, grad_output, batch)[0])
-
-
-def chunked_conv_a_factor(module: nn.Conv2d, inputs: th.Tensor, chunk: int = 64) -> th.Tensor:
-    """
-    The A factor of a ``Conv2d`` (same value as ``KFAC``'s) without the ``(N·T, D+1)`` patch matrix: patches are
-    unfolded ``chunk`` samples at a time and the bias row and column come from sums of the patches instead of a
-    concatenated column of ones. A candidate for the package (see docs/benchmark.md), timed here.
-
-    :param module: The convolution
-    :param inputs: Its input, ``(N, C, H, W)``
-    :param chunk: Samples unfolded at once
-    :return: ``A = (1/N) Σ_n Σ_t ā āᵀ``
-    """
-    total: th.Tensor | None = None
-    sums: th.Tensor | None = None
-    n_rows = 0
-    for part in inputs.split(chunk):
-        patches = kfac_factors.conv2d_patches(module, part)
-        flat = patches.reshape(-1, patches.shape[-1])
-        part_total, part_sums = gram(flat), flat.sum(dim=0)
-        total = part_total if total is None else total.add_(part_total)
-        sums = part_sums if sums is None else sums.add_(part_sums)
-        n_rows += flat.shape[0]
-    assert total is not None and sums is not None
-    if module.bias is not None:
-        dim = total.shape[0]
-        augmented = total.new_empty(dim + 1, dim + 1)
-        augmented[:dim, :dim] = total
-        augmented[:dim, dim] = sums
-        augmented[dim, :dim] = sums
-        augmented[dim, dim] = n_rows
-        total = augmented
-    return kfac_factors.symmetric_mean(total, inputs.shape[0])
 
 
 def median_time(function: Callable[[], Any], repeats: int) -> float:
@@ -510,7 +452,8 @@ def median_time(function: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-CHUNKED = "A chunked (64 samples at a time, no patch matrix)"
+PATCHES = "A with the patch matrix (layer_input_rows + rowsᵀ rows)"
+A_FACTOR = "A (input_second_moment)"
 
 
 def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -570,24 +513,19 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
     layers: dict[str, dict[str, Any]] = {}
     for (layer, inputs, _), grad in zip(records, grads, strict=True):
         module = layer.module
-        rows, _ = kfac_factors.layer_input_rows(module, inputs)
+        a_sum, a_norm = kfac_factors.input_second_moment(module, inputs)
         g_rows, _ = kfac_factors.layer_output_grad_rows(module, grad, batch)
-        entry: dict[str, Any] = {"type": type(module).__name__, "A dim": rows.shape[1], "G dim": g_rows.shape[1]}
-        entry["A rows"] = rows.shape[0]
-        entry["A patches MB"] = rows.numel() * rows.element_size() / 2**20
-        entry["A unfold (layer_input_rows)"] = median_time(
-            functools.partial(kfac_factors.layer_input_rows, module, inputs), repeats
-        )
-        entry["A matmul (rowsᵀ rows)"] = median_time(functools.partial(gram, rows), repeats)
-        entry["G rows + matmul"] = median_time(functools.partial(g_factor_sum, module, grad, batch), repeats)
-        a_factor = kfac_factors.symmetric_mean(gram(rows), inputs.shape[0])
-        g_factor = kfac_factors.symmetric_mean(gram(g_rows), g_rows.shape[0])
+        entry: dict[str, Any] = {"type": type(module).__name__, "A dim": a_sum.shape[0], "G dim": g_rows.shape[1]}
+        entry[A_FACTOR] = median_time(functools.partial(kfac_factors.input_second_moment, module, inputs), repeats)
         if isinstance(module, nn.Conv2d):
-            chunked = chunked_conv_a_factor(module, inputs)
-            entry["A chunked (64 samples at a time, no patch matrix)"] = median_time(
-                functools.partial(chunked_conv_a_factor, module, inputs), repeats
-            )
-            entry["A chunked max relative difference"] = float((chunked - a_factor).abs().max() / a_factor.abs().max())
+            # The materialised (N·T, C·kh·kw + 1) patch matrix that input_second_moment avoids, for comparison
+            rows, _ = kfac_factors.layer_input_rows(module, inputs)
+            entry["A patch matrix MB"] = rows.numel() * rows.element_size() / 2**20
+            entry[PATCHES] = median_time(functools.partial(patch_matrix_gram, module, inputs), repeats)
+            entry["A max relative difference"] = float((gram(rows) - a_sum).abs().max() / a_sum.abs().max())
+        entry["G rows + matmul"] = median_time(functools.partial(g_factor_sum, module, grad, batch), repeats)
+        a_factor = kfac_factors.symmetric_mean(a_sum, a_norm)
+        g_factor = kfac_factors.symmetric_mean(gram(g_rows), g_rows.shape[0])
         entry["inverses (cholesky_inverses, A and G)"] = median_time(
             functools.partial(kfac_inverse.cholesky_inverses, a_factor, g_factor, 0.01), repeats
         )
@@ -604,75 +542,55 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
     def total(key: str) -> float:
         return sum(entry[key] for entry in layers.values())
 
-    a_factors = total("A unfold (layer_input_rows)") + total("A matmul (rowsᵀ rows)")
-    a_factors_chunked = sum(
-        entry.get(CHUNKED, entry["A unfold (layer_input_rows)"] + entry["A matmul (rowsᵀ rows)"]) for entry in layers.values()
-    )
+    a_factors = total(A_FACTOR)
     g_factors = total("G rows + matmul")
     inverses = total("inverses (cholesky_inverses, A and G)")
     preconditioning = total("preconditioning (G⁻¹ ∇ A⁻¹)")
-    fisher = result["Fisher backward (to layer outputs)"]
-    exact_kl = result["exact-KL diagnostic forward (no grad)"]
     a2c_update = result["A2C forward+backward"] + result["A2C RMSprop step"]
     result["totals"] = {
         "A2C update (forward+backward+RMSprop)": a2c_update,
         "A factors, all layers": a_factors,
-        "A factors, all layers, conv ones chunked": a_factors_chunked,
+        "A factors, all layers, conv ones with the patch matrix": sum(
+            entry.get(PATCHES, entry[A_FACTOR]) for entry in layers.values()
+        ),
         "G factors, all layers": g_factors,
         "inverses, all layers (per refresh)": inverses,
         "preconditioning, all layers": preconditioning,
     }
     result["projections"] = project_cnn_costs(
-        a_factors_chunked,
-        result["A2C forward+backward"],
-        a2c_update,
-        fisher,
-        a_factors,
-        g_factors,
-        inverses,
-        preconditioning,
-        exact_kl,
-        batch,
+        a2c_update=a2c_update,
+        base=result["A2C forward+backward"] + preconditioning + inverses / 10,  # inverses every kfac_update=10
+        fisher=result["Fisher backward (to layer outputs)"],
+        factors=a_factors + g_factors,
+        exact_kl=result["exact-KL diagnostic forward (no grad)"],
+        batch=batch,
     )
     return result
 
 
 def project_cnn_costs(
-    a_factors_chunked: float,
-    a2c_forward_backward: float,
-    a2c_update: float,
-    fisher: float,
-    a_factors: float,
-    g_factors: float,
-    inverses: float,
-    preconditioning: float,
-    exact_kl: float,
-    batch: int,
-    inverse_interval: int = 10,
+    a2c_update: float, base: float, fisher: float, factors: float, exact_kl: float, batch: int
 ) -> dict[str, dict[str, float]]:
     """
-    ACKTR's update cost (train() only, no rollout) as a multiple of A2C's, from the measured pieces, for the current
-    code and for the cheaper options (statistics every k-th update, statistics on a subsample, no exact-KL pass).
+    ACKTR's update cost (train() only, no rollout) as a multiple of A2C's, from the measured pieces, for the
+    statistics options: every update on the whole batch, on ``kfac_stats_samples`` samples (the factors scale with
+    the samples; the Fisher backward and the exact-KL diagnostic forward do not), every 4th update.
 
+    :param a2c_update: A2C's forward+backward+RMSprop
+    :param base: What every ACKTR update pays: forward+backward, preconditioning, the inverses' share
+    :param fisher: The Fisher backward
+    :param factors: A and G of all layers on the whole batch
+    :param exact_kl: The exact-KL diagnostic forward on the whole batch
+    :param batch: The batch size
     :return: ``{option: {"seconds": ..., "ratio_to_a2c": ...}}``
     """
-    statistics_cost = fisher + a_factors + g_factors
-    factor_cost = a_factors + g_factors
-    kept = min(80, batch) / batch  # statistics on 80 samples: the paper's A2C/ACKTR Atari batch
-    base = a2c_forward_backward + preconditioning + inverses / inverse_interval
-    options = {
-        "current (statistics every update, exact KL every update)": base + statistics_cost + exact_kl,
-        "no exact-KL pass": base + statistics_cost,
-        "conv A factors chunked (no patch matrix)": base + fisher + a_factors_chunked + g_factors + exact_kl,
-        "kfac_stats_update=4": base + statistics_cost / 4 + exact_kl,
-        "kfac_stats_update=8": base + statistics_cost / 8 + exact_kl,
-        f"factors on {min(80, batch)} of {batch} samples (Fisher backward on all)": base
-        + fisher
-        + factor_cost * kept
-        + exact_kl,
-        "factors on 80 samples + kfac_stats_update=4": base + (fisher + factor_cost * kept) / 4 + exact_kl,
-        "factors on 80 samples + kfac_stats_update=4 + no exact KL": base + (fisher + factor_cost * kept) / 4,
-    }
+    options = {"statistics every update, whole batch (ACKTR's default)": base + fisher + factors + exact_kl}
+    for samples in (160, 80):
+        kept = min(samples, batch) / batch
+        options[f"kfac_stats_samples={samples}"] = base + fisher + factors * kept + exact_kl
+    options["kfac_stats_update=4"] = base + (fisher + factors) / 4 + exact_kl
+    kept = min(160, batch) / batch
+    options["kfac_stats_samples=160 + kfac_stats_update=4"] = base + (fisher + factors * kept) / 4 + exact_kl
     return {name: {"seconds": seconds, "ratio_to_a2c": seconds / a2c_update} for name, seconds in options.items()}
 
 
@@ -783,10 +701,9 @@ def cnn_tables(cnn: dict[str, Any]) -> str:
     columns = [
         "A dim",
         "G dim",
-        "A patches MB",
-        "A unfold (layer_input_rows)",
-        "A matmul (rowsᵀ rows)",
-        CHUNKED,
+        "A patch matrix MB",
+        PATCHES,
+        A_FACTOR,
         "G rows + matmul",
         "inverses (cholesky_inverses, A and G)",
         "preconditioning (G⁻¹ ∇ A⁻¹)",
@@ -849,12 +766,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for config in configs:
         print(f"throughput: {config.name} ...", file=sys.stderr, flush=True)
-        context = (
-            None
-            if config.subsample_statistics is None
-            else functools.partial(subsampled_statistics, config.subsample_statistics)
-        )
-        row = measure_throughput(config, args.seed, context)
+        row = measure_throughput(config, args.seed)
         results["throughput"].append(row)
         print(f"  ratio ACKTR/A2C {row['ratio']:.3f}  {row['median_steps_per_s']}", file=sys.stderr, flush=True)
 

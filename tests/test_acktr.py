@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv
 from stable_baselines3.common.logger import configure
 from torch import nn
@@ -108,6 +109,7 @@ BAD_INPUTS = [
     (dict(kfac_momentum=-0.1), "kfac_momentum must be in [0, 1), got -0.1"),
     (dict(kfac_update=0), "kfac_update must be an integer >= 1, got 0"),
     (dict(kfac_stats_update=0), "kfac_stats_update must be an integer >= 1, got 0"),
+    (dict(kfac_stats_samples=0), "kfac_stats_samples must be an integer >= 1, got 0"),
     (dict(kfac_update=2.5), "kfac_update must be an integer >= 1, got 2.5"),
     (dict(vf_fisher_coef=-1.0), "vf_fisher_coef must be in [0, inf), got -1.0"),
     (dict(max_grad_norm=0.0), "max_grad_norm must be in (0, inf], got 0.0"),
@@ -177,6 +179,7 @@ def test_module_without_kfac_layer():
         (dict(stats_decay=1.5), "stats_decay must be in [0, 1), got 1.5"),
         (dict(inverse_interval=0), "inverse_interval must be an integer >= 1, got 0"),
         (dict(stats_interval=-2), "stats_interval must be an integer >= 1, got -2"),
+        (dict(stats_samples=0), "stats_samples must be an integer >= 1, got 0"),
         (dict(inverse_method="qr"), "inverse_method must be one of ('cholesky', 'eigen'), got 'qr'"),
         (dict(trust_region="layer"), "trust_region must be one of ('joint', 'per_group'), got 'layer'"),
         (dict(loss_reduction="none"), "loss_reduction must be one of ('mean', 'sum'), got 'none'"),
@@ -246,6 +249,24 @@ def test_load_overrides_kfac_hyperparameters(tmp_path):
     group = loaded.policy.optimizer.param_groups[0]
     assert (group["kfac_clip"], group["damping"], group["momentum"]) == (0.01, 0.1, 0.5)
     assert loaded.policy.optimizer.inverse_interval == 4
+
+
+def test_stats_samples_subsample_the_rollout():
+    """kfac_stats_samples reaches KFAC; the factors then come from that many rows of the 32-sample rollout."""
+    model = ACKTR("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4), n_steps=8, kfac_stats_samples=8, seed=0)
+    optimizer = model.policy.optimizer
+    assert optimizer.stats_samples == 8
+    first_layer = optimizer.layers[0]
+    recorded = []
+    update = optimizer._batch_factors
+
+    def spy(records, output_grads, scale):
+        recorded.extend(inputs.shape[0] for layer, inputs, _ in records if layer is first_layer)
+        return update(records, output_grads, scale)
+
+    optimizer._batch_factors = spy
+    model.learn(64)
+    assert recorded == [8, 8]
 
 
 def test_load_for_evaluation_with_zero_learning_rate(tmp_path):

@@ -56,6 +56,10 @@ class ACKTR(OnPolicyAlgorithm):
     :param kfac_update: Recompute the K-FAC inverses every ``kfac_update`` updates (SB2's name)
     :param kfac_stats_update: Refresh the K-FAC statistics (the Fisher backward pass) every ``kfac_stats_update``
         updates
+    :param kfac_stats_samples: If set, estimate the Kronecker factors of each statistics update from this many
+        samples of the batch, drawn at random (the Fisher backward pass still uses the whole batch). Makes the
+        statistics' cost independent of the batch size: the CNN's convolution factors dominate an Atari update at
+        batch 640 otherwise (see docs/benchmark.md). ``None``: the whole batch
     :param kfac_damping: Tikhonov damping λ of K-FAC (factored between the two Kronecker factors)
     :param kfac_stats_decay: Running-average weight of the old K-FAC statistics, in [0, 1)
     :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
@@ -105,6 +109,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_clip: float = 0.001,
         kfac_update: int = 10,
         kfac_stats_update: int = 1,
+        kfac_stats_samples: int | None = None,
         kfac_damping: float = 0.01,
         kfac_stats_decay: float = 0.99,
         kfac_momentum: float = 0.9,
@@ -155,6 +160,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_clip = kfac_clip
         self.kfac_update = kfac_update
         self.kfac_stats_update = kfac_stats_update
+        self.kfac_stats_samples = kfac_stats_samples
         self.kfac_damping = kfac_damping
         self.kfac_stats_decay = kfac_stats_decay
         self.kfac_momentum = kfac_momentum
@@ -190,6 +196,8 @@ class ACKTR(OnPolicyAlgorithm):
         check_number("kfac_clip", self.kfac_clip, 0.0, low_open=True, hint="Try 0.001 (SB2's default).")
         check_interval("kfac_update", self.kfac_update, "Try 10.")
         check_interval("kfac_stats_update", self.kfac_stats_update, "Try 1.")
+        if self.kfac_stats_samples is not None:
+            check_interval("kfac_stats_samples", self.kfac_stats_samples, "Try a quarter of the batch, or None.")
         check_number("kfac_damping", self.kfac_damping, 0.0, low_open=True, hint="Try 0.01 (SB2's default).")
         check_number("kfac_stats_decay", self.kfac_stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
         check_number("kfac_momentum", self.kfac_momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
@@ -226,6 +234,7 @@ class ACKTR(OnPolicyAlgorithm):
             stats_decay=self.kfac_stats_decay,
             inverse_interval=self.kfac_update,
             stats_interval=self.kfac_stats_update,
+            stats_samples=self.kfac_stats_samples,
             inverse_method=self.kfac_inverse_method,
             trust_region="per_group" if self.trust_region == "per_network" else "joint",
             param_groups=param_groups,

@@ -78,6 +78,43 @@ def layer_input_rows(module: nn.Module, x: th.Tensor) -> tuple[th.Tensor, int]:
     return rows, n_samples
 
 
+def input_second_moment(module: nn.Module, x: th.Tensor, chunk_size: int = 64) -> tuple[th.Tensor, int]:
+    """
+    ``Σ ā āᵀ`` over the rows of :func:`layer_input_rows`, and its normaliser (A = total / normaliser).
+
+    For ``nn.Conv2d`` the ``(N·T, C·kh·kw + 1)`` patch matrix is never materialised: patches are unfolded
+    ``chunk_size`` samples at a time, and the bias row and column (the homogeneous coordinate) come from the
+    patch sums and the row count instead of a concatenated column of ones. Same value, a fraction of the memory
+    (Atari's first NatureCNN layer at batch 640: 25 MiB instead of 251 MiB).
+
+    :param module: ``nn.Linear`` or ``nn.Conv2d``
+    :param x: The layer's input
+    :param chunk_size: Samples unfolded at once (``nn.Conv2d`` only)
+    :return: ``(total, normaliser)``
+    """
+    if not isinstance(module, nn.Conv2d):
+        rows, normaliser = layer_input_rows(module, x)
+        return rows.t() @ rows, normaliser
+    total = sums = None
+    n_rows = 0
+    for part in x.split(chunk_size):
+        patches = conv2d_patches(module, part)
+        flat = patches.reshape(-1, patches.shape[-1])
+        total = flat.t() @ flat if total is None else total.addmm_(flat.t(), flat)
+        sums = flat.sum(dim=0) if sums is None else sums.add_(flat.sum(dim=0))
+        n_rows += flat.shape[0]
+    assert total is not None and sums is not None, "empty input"
+    if module.bias is None:
+        return total, x.shape[0]
+    dim = total.shape[0]
+    augmented = total.new_empty(dim + 1, dim + 1)
+    augmented[:dim, :dim] = total
+    augmented[:dim, dim] = sums
+    augmented[dim, :dim] = sums
+    augmented[dim, dim] = n_rows
+    return augmented, x.shape[0]
+
+
 def layer_output_grad_rows(module: nn.Module, grad_output: th.Tensor, batch_size: int) -> tuple[th.Tensor, int]:
     """
     Rows ``g`` (per-sample output gradients) whose second moment is the G factor.

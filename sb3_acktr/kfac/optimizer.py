@@ -14,7 +14,7 @@ from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
 from sb3_acktr.kfac.factors import (
     SUPPORTED_MODULES,
     grad_matrix,
-    layer_input_rows,
+    input_second_moment,
     layer_output_grad_rows,
     symmetric_mean,
 )
@@ -105,6 +105,10 @@ class KFAC(th.optim.Optimizer):
     :param inverse_interval: Recompute the damped inverses every this many steps (SB2's ``kfac_update``)
     :param stats_interval: :attr:`curvature_update_due` is True every this many steps, telling callers such as
         ACKTR when to record curvature
+    :param stats_samples: If set, the Kronecker factors of a curvature update are estimated from this many
+        samples of the batch, drawn without replacement with torch's RNG (the Fisher backward still runs on the
+        whole batch, and the diagonal fallback uses all of it). Their cost then no longer grows with the batch;
+        the running average still sees ``stats_samples`` new samples per update. ``None``: the whole batch
     :param inverse_method: ``"cholesky"`` (factored Tikhonov damping) or ``"eigen"`` (λ added to the
         eigenvalue products, as OpenAI baselines and SB2)
     :param trust_region: ``"joint"``: one ν for all parameters (SB2), using the first group's ``kfac_clip``;
@@ -126,6 +130,7 @@ class KFAC(th.optim.Optimizer):
         stats_decay: float = 0.99,
         inverse_interval: int = 10,
         stats_interval: int = 1,
+        stats_samples: int | None = None,
         inverse_method: str = "cholesky",
         trust_region: str = "joint",
         loss_reduction: str = "mean",
@@ -140,6 +145,8 @@ class KFAC(th.optim.Optimizer):
         check_number("stats_decay", stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
         check_interval("inverse_interval", inverse_interval, "Try 10.")
         check_interval("stats_interval", stats_interval, "Try 1.")
+        if stats_samples is not None:
+            check_interval("stats_samples", stats_samples, "Try a quarter of the batch, or None for all of it.")
         check_choice("inverse_method", inverse_method, INVERSE_METHODS)
         check_choice("trust_region", trust_region, TRUST_REGIONS)
         check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
@@ -147,6 +154,7 @@ class KFAC(th.optim.Optimizer):
         self.model = model
         self.inverse_interval = inverse_interval
         self.stats_interval = stats_interval
+        self.stats_samples = stats_samples
         self.inverse_method = inverse_method
         self.trust_region = trust_region
         self.loss_reduction = loss_reduction
@@ -293,8 +301,11 @@ class KFAC(th.optim.Optimizer):
         )
         batch_size = records[0][2].shape[0]
         scale = batch_size if self.loss_reduction == "mean" else 1
+        output_grads = grads[: len(records)]
         with th.no_grad():
-            new_factors = self._batch_factors(records, grads[: len(records)], scale)
+            if self.stats_samples is not None and batch_size > self.stats_samples:
+                records, output_grads = self._subsample(records, output_grads, batch_size, self.stats_samples)
+            new_factors = self._batch_factors(records, output_grads, scale)
             # Diagonal Fisher of the other parameters: Var(Σ_i g_i) = N·E[g²] since E[g] = 0 under model samples
             fallback_grads = zip(fallback, grads[len(records) :], strict=True)
             new_diagonals = {
@@ -318,6 +329,24 @@ class KFAC(th.optim.Optimizer):
         self.curvature_updates += 1
 
     @staticmethod
+    def _subsample(
+        records: list[tuple[_Layer, th.Tensor, th.Tensor]],
+        output_grads: tuple[th.Tensor | None, ...],
+        batch_size: int,
+        n_samples: int,
+    ) -> tuple[list[tuple[_Layer, th.Tensor, th.Tensor]], tuple[th.Tensor | None, ...]]:
+        """The same ``n_samples`` rows (drawn without replacement) of every recorded input and output gradient."""
+        sizes = {inputs.shape[0] for _, inputs, _ in records}
+        if sizes != {batch_size}:
+            raise ValueError(
+                f"KFAC(stats_samples={n_samples}) subsamples the batch, but the recorded forward passes have "
+                f"batch sizes {sorted(sizes)}: every recorded call must see the same batch. Use stats_samples=None."
+            )
+        chosen = th.randperm(batch_size, device=records[0][1].device)[:n_samples]
+        subsampled = [(layer, inputs[chosen], output) for layer, inputs, output in records]
+        return subsampled, tuple(None if grad is None else grad[chosen] for grad in output_grads)
+
+    @staticmethod
     def _batch_factors(
         records: list[tuple[_Layer, th.Tensor, th.Tensor]], output_grads: Iterable[th.Tensor | None], scale: int
     ) -> dict[_Layer, tuple[th.Tensor, th.Tensor]]:
@@ -326,9 +355,9 @@ class KFAC(th.optim.Optimizer):
         for (layer, inputs, _), grad_output in zip(records, output_grads, strict=True):
             if grad_output is None:  # this call does not influence the Fisher loss
                 continue
-            a_rows, a_norm = layer_input_rows(layer.module, inputs)
+            a_sum, a_norm = input_second_moment(layer.module, inputs)
             g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale)
-            a_sum, g_sum = a_rows.t() @ a_rows, g_rows.t() @ g_rows
+            g_sum = g_rows.t() @ g_rows
             if layer in sums:
                 entry = sums[layer]
                 sums[layer] = [entry[0] + a_sum, entry[1] + a_norm, entry[2] + g_sum, entry[3] + g_norm]

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_acktr.kfac import KFAC
-from sb3_acktr.kfac.factors import conv2d_patches
+from sb3_acktr.kfac.factors import conv2d_patches, input_second_moment
 
 
 def per_sample_output_grads(model: nn.Module, layer: nn.Module, x: th.Tensor, targets: th.Tensor) -> list[th.Tensor]:
@@ -169,3 +169,55 @@ def test_sum_reduction_does_not_rescale():
         optimizer.update_curvature(per_sample.mean() if reduction == "mean" else per_sample.sum())
         factors[reduction] = optimizer.state[layer.weight]["G"]
     th.testing.assert_close(factors["mean"], factors["sum"])
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS)
+@pytest.mark.parametrize("chunk_size", [1, 3, 64])
+def test_conv2d_second_moment_in_chunks(config, chunk_size):
+    """Chunked unfolding, with the bias row and column from patch sums, gives Σ ā āᵀ of the explicit patches."""
+    th.manual_seed(6)
+    conv = nn.Conv2d(2, 3, **config).double()
+    x = th.randn(7, 2, 7, 7, dtype=th.float64)
+    total, normaliser = input_second_moment(conv, x, chunk_size=chunk_size)
+    patches = explicit_patches(x, config["kernel_size"], config["stride"], config["padding"], config["dilation"])
+    if config["bias"]:
+        patches = th.cat([patches, th.ones(*patches.shape[:2], 1, dtype=th.float64)], dim=2)
+    rows = patches.reshape(-1, patches.shape[-1])
+    th.testing.assert_close(total, rows.t() @ rows)
+    assert normaliser == 7
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_stats_samples_use_the_drawn_rows(conv):
+    """With stats_samples=m the factors are those of the m drawn samples (randperm from torch's RNG), with the
+    per-sample gradients of the full batch's mean loss."""
+    th.manual_seed(7)
+    if conv:
+        model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).double()
+        x = th.randn(10, 2, 6, 6, dtype=th.float64)
+    else:
+        model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+        x = th.randn(10, 4, dtype=th.float64)
+    targets = th.randint(0, 3, (10,))
+    optimizer = KFAC(model, stats_samples=4)
+    with optimizer.record_curvature():
+        logits = model(x)
+    th.manual_seed(123)
+    optimizer.update_curvature(F.cross_entropy(logits, targets))
+    th.manual_seed(123)
+    chosen = th.randperm(10)[:4]
+    expected = curvature_from_optimizer(model, x[chosen], targets[chosen])
+    for layer in (model[0], model[-1]):
+        for key in ("A", "G"):
+            th.testing.assert_close(optimizer.state[layer.weight][key], expected.state[layer.weight][key])
+
+
+def test_stats_samples_need_one_batch_size():
+    layer = nn.Linear(3, 2)
+    optimizer = KFAC(layer, stats_samples=2)
+    with optimizer.record_curvature():
+        output = th.cat([layer(th.randn(4, 3)), layer(th.randn(5, 3))])
+    with pytest.raises(
+        ValueError, match=r"stats_samples=2\) subsamples the batch, but the recorded forward passes have batch sizes \[4, 5\]"
+    ):
+        optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
