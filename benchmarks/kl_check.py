@@ -1,0 +1,202 @@
+"""
+The ACKTR paper's appendix-E check: does the exact KL of each update stay near the trust region δ that the
+quadratic model promises?
+
+ACKTR (built by rl-zoo's ``ExperimentManager`` from ``hyperparams/acktr.yml``, as ``rl_zoo3.train`` builds it) trains
+on one env; after every update this script reads what ACKTR logged: the quadratic-model KL of the fresh step
+``½·(η·ν)²·Δᵀ∇`` (``train/quadratic_kl``, and the actor's part ``train/quadratic_kl_actor``), and the exact KL
+between the policy before and after the update on the batch (``train/exact_kl``). The bound is δ = ``kfac_clip / 2``.
+
+K-FAC's momentum (baselines' convention, ``θ ← θ − η·(1−m)·buf``, ``buf ← m·buf + ν·Δ``) applies a blend of past
+steps, not the fresh one: each run is therefore repeated with ``kfac_momentum=0``, where the applied step is the
+fresh step and the two KLs are comparable one to one.
+
+    python benchmarks/kl_check.py --env CartPole-v1 --steps 50000
+    python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 100000
+    python benchmarks/kl_check.py --quick --out-dir /tmp/kl    # 2k CartPole steps, seconds
+
+Writes ``{out-dir}/{env}.json`` and the plot ``docs/_static/kl_check_{env}.png`` (``--plot-dir`` to change).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+
+# Small networks on 2 shared cores: one torch thread, as rl-zoo's --num-threads 1
+th.set_num_threads(1)
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import rl_zoo3.import_envs  # noqa: E402, F401  (registers rl-zoo's envs and patches, as rl_zoo3.train does)
+from protocol import DOCS_STATIC  # noqa: E402
+from rl_zoo3.exp_manager import ExperimentManager  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.utils import set_random_seed  # noqa: E402
+
+from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results" / "kl_check"
+#: What is read from ACKTR's logger after each update
+KEYS = ("train/quadratic_kl", "train/quadratic_kl_actor", "train/exact_kl")
+
+
+class KLRecorder(BaseCallback):
+    """After each update (i.e. at the next rollout's start, and at the end), keep the KL figures ACKTR logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {key: [] for key in KEYS}
+
+    def _read(self) -> None:
+        values = self.model.logger.name_to_value
+        if "train/exact_kl" not in values:  # no update yet
+            return
+        for key in KEYS:
+            self.history[key].append(float(values.get(key, np.nan)))
+        values.pop("train/exact_kl")  # so that the next read sees the next update's value, or nothing
+
+    def _on_rollout_start(self) -> None:
+        self._read()
+
+    def _on_training_end(self) -> None:
+        self._read()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def run(env_id: str, steps: int, seed: int, momentum: float) -> dict[str, Any]:
+    """
+    Train ACKTR with the zoo's hyperparameters (``kfac_momentum`` overridden) and record the KLs of every update.
+
+    :param env_id: Environment id
+    :param steps: Environment steps
+    :param seed: Seed
+    :param momentum: ``kfac_momentum``
+    :return: The hyperparameters used and the per-update KLs
+    """
+    register()
+    set_random_seed(seed)
+    with tempfile.TemporaryDirectory() as log_folder:
+        manager = ExperimentManager(
+            argparse.Namespace(env=env_id, algo="acktr", seed=seed),
+            "acktr",
+            env_id,
+            log_folder,
+            n_timesteps=steps,
+            eval_freq=-1,
+            save_freq=-1,
+            hyperparams={"kfac_momentum": momentum},
+            seed=seed,
+            verbose=0,
+            device="cpu",
+            config=str(HYPERPARAMS),
+        )
+        setup = manager.setup_experiment()
+        assert setup is not None
+        model, hyperparams = setup
+        recorder = KLRecorder()
+        # None turns SB3's log dumps off, so the recorded values stay readable (rl-zoo does the same)
+        model.learn(steps, callback=recorder, log_interval=None)  # type: ignore[arg-type]
+        env = model.get_env()
+        if env is not None:
+            env.close()
+    delta = model.kfac_clip / 2  # type: ignore[attr-defined]
+    return {
+        "momentum": momentum,
+        "delta": delta,
+        "batch": model.n_steps * model.n_envs,
+        "hyperparams": {key: str(value) for key, value in hyperparams.items()},
+        **{key.split("/")[1]: values for key, values in recorder.history.items()},
+    }
+
+
+def summarise(result: dict[str, Any]) -> dict[str, float]:
+    """Medians over updates of the exact and quadratic KLs, and their ratios to δ."""
+    exact = np.array(result["exact_kl"])
+    quadratic = np.array(result["quadratic_kl"])
+    actor = np.array(result["quadratic_kl_actor"])
+    delta = result["delta"]
+    summary = {
+        "updates": len(exact),
+        "median exact KL / delta": float(np.median(exact) / delta),
+        "median quadratic KL / delta": float(np.median(quadratic) / delta),
+        "median exact KL / quadratic KL (actor)": float(np.median(exact / actor)) if np.isfinite(actor).all() else np.nan,
+    }
+    return summary
+
+
+def plot(env_id: str, results: list[dict[str, Any]], path: Path) -> None:
+    """Exact KL and quadratic-model KL (total and actor's part) per update, one panel per momentum."""
+    figure, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), sharey=True, squeeze=False)
+    for axis, result in zip(axes[0], results, strict=True):
+        updates = np.arange(1, len(result["exact_kl"]) + 1)
+        axis.plot(updates, result["quadratic_kl"], label="quadratic model, actor + critic", lw=1)
+        if np.isfinite(result["quadratic_kl_actor"]).all():
+            axis.plot(updates, result["quadratic_kl_actor"], label="quadratic model, actor", lw=1)
+        axis.plot(updates, result["exact_kl"], label="exact KL (policy)", lw=1, color="black")
+        axis.axhline(result["delta"], color="red", ls="--", lw=1, label="δ = kfac_clip / 2")
+        axis.set_yscale("log")
+        axis.set_xlabel("update")
+        axis.set_title(f"{env_id}, kfac_momentum={result['momentum']}, batch {result['batch']}")
+    axes[0][0].set_ylabel("KL per update")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python benchmarks/kl_check.py --env ENV --steps N [--quick] [--out-dir DIR] [--plot-dir DIR]``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
+    parser.add_argument("--steps", type=int, default=50_000, help="Environment steps per run (default: 50k)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--momenta", type=float, nargs="+", default=[0.9, 0.0], help="kfac_momentum values (default 0.9 0)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="Where the json goes")
+    parser.add_argument("--plot-dir", type=Path, default=DOCS_STATIC, help="Where the PNG goes")
+    parser.add_argument("--quick", action="store_true", help="2,000 CartPole steps: a smoke test")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.env, args.steps = "CartPole-v1", 2_000
+        if args.plot_dir == DOCS_STATIC:
+            args.plot_dir = args.out_dir
+
+    results = [run(args.env, args.steps, args.seed, momentum) for momentum in args.momenta]
+    summaries = [summarise(result) for result in results]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir / f"{args.env}.json"
+    command = " ".join(["python", "benchmarks/kl_check.py", *(sys.argv[1:] if argv is None else argv)])
+    out.write_text(
+        json.dumps(
+            {
+                "env_id": args.env,
+                "steps": args.steps,
+                "seed": args.seed,
+                "command": command,
+                "summaries": summaries,
+                "runs": results,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    png = args.plot_dir / f"kl_check_{args.env}.png"
+    plot(args.env, results, png)
+    for result, summary in zip(results, summaries, strict=True):
+        figures = ", ".join(f"{key} {value:.3g}" for key, value in summary.items())
+        print(f"{args.env} kfac_momentum={result['momentum']}: {figures}")
+    print(f"wrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
