@@ -116,3 +116,18 @@ def test_report_medians_and_ratio_bounds():
     assert steps_ratio(Steps(10_000), Steps(50_000, censored=True)) == "≤ 0.20"
     assert steps_ratio(Steps(100_000, censored=True), Steps(100_000, censored=True)) == "n/a"
     assert str(Steps(100_000, censored=True)) == "≥ 100,000"
+
+
+def test_kl_check_quick(tmp_path):
+    stdout = run_script("kl_check.py", "--quick", "--out-dir", str(tmp_path))
+    data = json.loads((tmp_path / "CartPole-v1.json").read_text())
+    assert [run["momentum"] for run in data["runs"]] == [0.9, 0.0]
+    for run in data["runs"]:
+        # 2,000 steps in rollouts of 8 envs x 20 steps: 13 updates, each read once
+        assert len(run["exact_kl"]) == len(run["quadratic_kl"]) == len(run["quadratic_kl_actor"]) == 13
+        # The joint trust region: the quadratic-model KL of every step is at most delta, the actor's part below it
+        assert max(run["quadratic_kl"]) <= run["delta"] * (1 + 1e-9)
+        assert all(0 < actor <= total for actor, total in zip(run["quadratic_kl_actor"], run["quadratic_kl"], strict=True))
+        assert all(kl > 0 for kl in run["exact_kl"])
+    assert (tmp_path / "kl_check_CartPole-v1.png").stat().st_size > 10_000
+    assert "kfac_momentum=0.0" in stdout
