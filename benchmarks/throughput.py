@@ -781,6 +781,7 @@ def main(argv: list[str] | None = None) -> None:
                 "HalfCheetah-v5 1x2500, [1024, 1024]",
                 "PongNoFrameskip-v4 16x5",
                 "PongNoFrameskip-v4 32x20",
+                "PongNoFrameskip-v4 32x20, kfac_stats_samples=160",
             ]
         )
         for name in chosen:
