@@ -10,7 +10,16 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from report import Steps, curve_average, first_step, median_steps, run_metrics, steps_ratio, sustained_step  # noqa: E402
+from report import (  # noqa: E402
+    Steps,
+    curve_average,
+    first_step,
+    median_ratio,
+    median_steps,
+    run_metrics,
+    steps_ratio,
+    sustained_step,
+)
 
 
 def start_script(script: str, *args: str) -> "subprocess.Popen[str]":
@@ -131,3 +140,21 @@ def test_kl_check_quick(tmp_path):
         assert all(kl > 0 for kl in run["exact_kl"])
     assert (tmp_path / "kl_check_CartPole-v1.png").stat().st_size > 10_000
     assert "kfac_momentum=0.0" in stdout
+
+
+def test_median_ratio_counts_only_the_counted_tasks():
+    def summary(env_id, a2c, acktr):
+        return {"env_id": env_id, "a2c": {"sustained": a2c}, "acktr": {"sustained": acktr}}
+
+    summaries = [
+        summary("CartPole-v1", Steps(90_000), Steps(10_000)),  # sanity check: 9.0, not counted
+        summary("Pendulum-v1", Steps(400_000), Steps(100_000)),  # 4.0
+        summary("HalfCheetah-v5", Steps(1_000_000, censored=True), Steps(500_000)),  # >= 2.0, at its bound
+        summary("Hopper-v5", Steps(300_000), Steps(1_000_000, censored=True)),  # <= 0.3
+        {"env_id": "Reacher-v5", "acktr": {"sustained": Steps(10_000)}},  # no A2C run yet
+    ]
+    text = median_ratio(summaries)
+    assert text.startswith("2.00 over 3 tasks (some ratios are bounds")
+    assert "Pendulum-v1 4.00" in text and "HalfCheetah-v5 ≥ 2.00" in text and "Hopper-v5 ≤ 0.30" in text
+    assert "CartPole" not in text and "Reacher" not in text
+    assert median_ratio(summaries[:1]) == "no counted task yet"
