@@ -139,11 +139,12 @@ def plot(env_id: str, results: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), sharey=True, squeeze=False)
     for axis, result in zip(axes[0], results, strict=True):
         updates = np.arange(1, len(result["exact_kl"]) + 1)
+        # δ first, so that a quadratic KL sitting on it (a binding trust region) stays visible
+        axis.axhline(result["delta"], color="red", ls="--", lw=1, label="δ = kfac_clip / 2")
         axis.plot(updates, result["quadratic_kl"], label="quadratic model, actor + critic", lw=1)
         if np.isfinite(result["quadratic_kl_actor"]).all():
-            axis.plot(updates, result["quadratic_kl_actor"], label="quadratic model, actor", lw=1)
+            axis.plot(updates, result["quadratic_kl_actor"], label="quadratic model, actor", lw=2.5, alpha=0.7)
         axis.plot(updates, result["exact_kl"], label="exact KL (policy)", lw=1, color="black")
-        axis.axhline(result["delta"], color="red", ls="--", lw=1, label="δ = kfac_clip / 2")
         axis.set_yscale("log")
         axis.set_xlabel("update")
         axis.set_title(f"{env_id}, kfac_momentum={result['momentum']}, batch {result['batch']}")
