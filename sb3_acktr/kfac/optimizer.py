@@ -312,8 +312,9 @@ class KFAC(th.optim.Optimizer):
                 param: grad.square() * (scale**2 / batch_size) for param, grad in fallback_grads if grad is not None
             }
             tensors = [t for pair in new_factors.values() for t in pair] + list(new_diagonals.values())
-            # One host sync for all statistics, not one per tensor
-            if not bool(th.stack([th.isfinite(t).all() for t in tensors]).all()):
+            # One fused reduction and one host sync for all statistics: a NaN or inf entry makes its tensor's norm
+            # non-finite (so would a norm overflowing float range, i.e. entries beyond ~1e19 in float32: as unusable)
+            if not bool(th.stack(th._foreach_norm(tensors)).isfinite().all()):
                 self.skipped_curvature_updates += 1
                 warnings.warn(
                     "KFAC: non-finite curvature statistics (NaN/inf in activations or Fisher-loss gradients); "

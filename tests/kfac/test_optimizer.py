@@ -280,14 +280,15 @@ def test_non_finite_gradient_is_skipped():
     assert "momentum_buffer" not in optimizer.state[layer.weight]
 
 
-def test_non_finite_curvature_is_skipped():
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_curvature_is_skipped(bad):
     x, y = make_batch(12)
     layer = nn.Linear(4, 3).double()
     optimizer = KFAC(layer)
     fisher_then_gradient(optimizer, layer, x, y)
     a_before = optimizer.state[layer.weight]["A"].clone()
     x_bad = x.clone()
-    x_bad[0, 0] = float("inf")
+    x_bad[0, 0] = bad
     with optimizer.record_curvature():
         logits = layer(x_bad)
     with pytest.warns(RuntimeWarning, match="curvature update is skipped"):
