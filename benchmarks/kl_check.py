@@ -41,6 +41,7 @@ from rl_zoo3.exp_manager import ExperimentManager  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 
+from sb3_acktr import ACKTR  # noqa: E402
 from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "kl_check"
@@ -103,13 +104,14 @@ def run(env_id: str, steps: int, seed: int, momentum: float) -> dict[str, Any]:
         setup = manager.setup_experiment()
         assert setup is not None
         model, hyperparams = setup
+        assert isinstance(model, ACKTR)
         recorder = KLRecorder()
         # None turns SB3's log dumps off, so the recorded values stay readable (rl-zoo does the same)
         model.learn(steps, callback=recorder, log_interval=None)  # type: ignore[arg-type]
         env = model.get_env()
         if env is not None:
             env.close()
-    delta = model.kfac_clip / 2  # type: ignore[attr-defined]
+    delta = model.kfac_clip / 2
     return {
         "momentum": momentum,
         "delta": delta,

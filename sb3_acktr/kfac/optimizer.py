@@ -301,7 +301,7 @@ class KFAC(th.optim.Optimizer):
         )
         batch_size = records[0][2].shape[0]
         scale = batch_size if self.loss_reduction == "mean" else 1
-        output_grads = grads[: len(records)]
+        output_grads: tuple[th.Tensor | None, ...] = grads[: len(records)]
         with th.no_grad():
             if self.stats_samples is not None and batch_size > self.stats_samples:
                 records, output_grads = self._subsample(records, output_grads, batch_size, self.stats_samples)
