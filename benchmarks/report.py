@@ -145,7 +145,8 @@ def median_ratio(summaries: list[dict[str, Any]]) -> str:
     if not ratios:
         return "no counted task yet"
     note = " (some ratios are bounds: see each task)" if bounded else ""
-    return f"{float(np.median(ratios)):.2f} over {len(ratios)} tasks{note}: " + ", ".join(labels)
+    tasks = "task" if len(ratios) == 1 else "tasks"
+    return f"{float(np.median(ratios)):.2f} over {len(ratios)} {tasks}{note}: " + ", ".join(labels)
 
 
 def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
