@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS
+from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, table_header
 
 ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C"}
 
@@ -205,8 +205,17 @@ def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[st
     lines = [
         f"### {env_id} (threshold {threshold:g})",
         "",
-        "| algorithm | seed | first ≥ threshold | sustained from | curve average | final (mean ± std, 10 episodes) | steps |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        *table_header(
+            [
+                "algorithm",
+                "seed",
+                "first ≥ threshold",
+                "sustained from",
+                "curve average",
+                "final (mean ± std, 10 episodes)",
+                "steps",
+            ]
+        ),
     ]
     summary: dict[str, Any] = {"env_id": env_id, "threshold": threshold}
     for algo in ("a2c", "acktr"):
@@ -243,11 +252,24 @@ def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[st
 
 def overview_table(summaries: list[dict[str, Any]]) -> str:
     """The ratios A2C / ACKTR per env (sustained first, then first), curve averages and finals beside them."""
-    lines = [
-        "| env | threshold | budget | seeds (A2C/ACKTR) | sustained: A2C | ACKTR | **A2C / ACKTR** | first: A2C | ACKTR | "
-        "A2C / ACKTR | curve average: A2C | ACKTR | final: A2C | ACKTR |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = table_header(
+        [
+            "env",
+            "threshold",
+            "budget",
+            "seeds (A2C/ACKTR)",
+            "sustained: A2C",
+            "ACKTR",
+            "**A2C / ACKTR**",
+            "first: A2C",
+            "ACKTR",
+            "A2C / ACKTR",
+            "curve average: A2C",
+            "ACKTR",
+            "final: A2C",
+            "ACKTR",
+        ]
+    )
     for s in summaries:
         if "a2c" not in s or "acktr" not in s:
             continue

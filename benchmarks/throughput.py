@@ -37,6 +37,7 @@ th.set_num_threads(1)
 import gymnasium as gym  # noqa: E402
 import stable_baselines3  # noqa: E402
 from gymnasium import spaces  # noqa: E402
+from protocol import table_header  # noqa: E402
 from stable_baselines3 import A2C  # noqa: E402
 from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env  # noqa: E402
@@ -639,11 +640,19 @@ def machine_info() -> dict[str, Any]:
 
 def throughput_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of the interleaved measurements."""
-    lines = [
-        "| configuration | batch | A2C steps/s | ACKTR steps/s | ACKTR / A2C | per-pair range | "
-        "A2C s/update | ACKTR s/update | runs x updates |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = table_header(
+        [
+            "configuration",
+            "batch",
+            "A2C steps/s",
+            "ACKTR steps/s",
+            "ACKTR / A2C",
+            "per-pair range",
+            "A2C s/update",
+            "ACKTR s/update",
+            "runs x updates",
+        ]
+    )
     for row in rows:
         medians, per_update = row["median_steps_per_s"], row["seconds_per_update"]
         lines.append(
@@ -656,8 +665,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
 
 def breakdown_table(breakdowns: list[dict[str, Any]], algo: str) -> str:
     """Markdown table: milliseconds per update and share of the update, per phase, one column pair per config."""
-    header = "| phase | " + " | ".join(f"{b['name']} ms | %" for b in breakdowns) + " |"
-    lines = [header, "|---|" + "---:|---:|" * len(breakdowns)]
+    lines = table_header(["phase", *(column for b in breakdowns for column in (f"{b['name']} ms", "%"))])
     for phase in PHASES:
         if not any(phase in b[algo]["phases"] for b in breakdowns):
             continue
@@ -684,8 +692,7 @@ def cnn_tables(cnn: dict[str, Any]) -> str:
     lines = [
         f"Batch {cnn['batch']}, 1 thread, median of {cnn['repeats']}:",
         "",
-        "| piece | seconds |",
-        "|---|---:|",
+        *table_header(["piece", "seconds"]),
     ]
     for key in (
         "A2C forward",
@@ -708,11 +715,11 @@ def cnn_tables(cnn: dict[str, Any]) -> str:
         "inverses (cholesky_inverses, A and G)",
         "preconditioning (G⁻¹ ∇ A⁻¹)",
     ]
-    lines += ["", "| layer | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines += ["", *table_header(["layer", *columns])]
     for name, entry in cnn["layers"].items():
         cells = [cell(entry.get(c)) for c in columns]
         lines.append(f"| {name} ({entry['type']}) | " + " | ".join(cells) + " |")
-    lines += ["", "| ACKTR train() per update, projected from the pieces | seconds | x A2C's update |", "|---|---:|---:|"]
+    lines += ["", *table_header(["ACKTR train() per update, projected from the pieces", "seconds", "x A2C's update"])]
     for name, projection in cnn["projections"].items():
         lines.append(f"| {name} | {projection['seconds']:.2f} | {projection['ratio_to_a2c']:.1f} |")
     return "\n".join(lines)
