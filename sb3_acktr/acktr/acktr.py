@@ -296,7 +296,7 @@ class ACKTR(OnPolicyAlgorithm):
         ``total_timesteps``: a linear schedule would then give a negative (ascent) step.
 
         :param num_timesteps: current number of timesteps
-        :param total_timesteps:
+        :param total_timesteps: the number of timesteps ``learn()`` was asked for
         """
         super()._update_current_progress_remaining(num_timesteps, total_timesteps)
         self._current_progress_remaining = max(self._current_progress_remaining, 0.0)

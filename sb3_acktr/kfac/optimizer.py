@@ -301,13 +301,14 @@ class KFAC(th.optim.Optimizer):
         )
         batch_size = records[0][2].shape[0]
         scale = batch_size if self.loss_reduction == "mean" else 1
+        # Split before subsampling, which replaces `records`
         output_grads: tuple[th.Tensor | None, ...] = grads[: len(records)]
+        fallback_grads = zip(fallback, grads[len(records) :], strict=True)
         with th.no_grad():
             if self.stats_samples is not None and batch_size > self.stats_samples:
                 records, output_grads = self._subsample(records, output_grads, batch_size, self.stats_samples)
             new_factors = self._batch_factors(records, output_grads, scale)
             # Diagonal Fisher of the other parameters: Var(Σ_i g_i) = N·E[g²] since E[g] = 0 under model samples
-            fallback_grads = zip(fallback, grads[len(records) :], strict=True)
             new_diagonals = {
                 param: grad.square() * (scale**2 / batch_size) for param, grad in fallback_grads if grad is not None
             }
