@@ -45,7 +45,7 @@ def test_fisher_samples_the_model_distribution():
 def test_logs_kfac_keys():
     model = ACKTR("MlpPolicy", "Pendulum-v1", n_steps=16, policy_kwargs=dict(net_arch=[16]), seed=0)
     model.set_logger(configure(None, []))
-    model.learn(32)
+    model.learn(32, log_interval=1)
     logged = model.logger.name_to_value
     for key in [*ACKTR_TRAIN_KEYS, "train/trust_region_scale", "train/std"]:
         assert key in logged, key
@@ -65,7 +65,7 @@ def test_per_network_trust_region():
     }
     assert {id(p) for p in optimizer.param_groups[1]["params"]} == critic
     model.set_logger(configure(None, []))
-    model.learn(32)
+    model.learn(32, log_interval=1)
     logged = model.logger.name_to_value
     assert "train/trust_region_scale_actor" in logged and "train/trust_region_scale_critic" in logged
     # Each network fills at most its own region

@@ -10,6 +10,7 @@ from unittest import mock
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.logger import (
     CSVOutputFormat,
@@ -162,7 +163,7 @@ def test_acktr_logged_keys(trust_region, env_id):
     n_steps, n_updates = 16, 3
     model = ACKTR("MlpPolicy", env_id, n_steps=n_steps, trust_region=trust_region, policy_kwargs=dict(net_arch=[16]))
     model.set_logger(logger)
-    model.learn(n_steps * n_updates)
+    model.learn(n_steps * n_updates, log_interval=1)
 
     values = logger.name_to_value
     expected_keys = list(ACKTR_TRAIN_KEYS)
@@ -215,3 +216,39 @@ def test_acktr_fisher_losses_only_logged_when_curvature_is_updated():
     n_policy_logs = sum(1 for key, _ in logger.history if key == "train/policy_loss")
     assert n_policy_logs == n_updates
     assert n_fisher_logs == n_updates // 2
+
+
+def test_exact_kl_only_for_logged_updates():
+    """The exact-KL forward pass runs once per log dump (each dump shows it), and skipping it changes nothing."""
+
+    class DumpRecordingLogger(Logger):
+        def __init__(self):
+            super().__init__(None, [])
+            self.dumps = []
+
+        def dump(self, step: int = 0) -> None:
+            self.dumps.append(dict(self.name_to_value))
+            super().dump(step)
+
+    n_steps, n_updates, log_interval = 8, 7, 3
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=n_steps, seed=0)
+    logger = DumpRecordingLogger()
+    model.set_logger(logger)
+    get_distribution = model.policy.get_distribution
+    calls = []
+    model.policy.get_distribution = lambda obs: calls.append(len(obs)) or get_distribution(obs)
+    model.learn(n_steps * n_updates, log_interval=log_interval)
+    # SB3 dumps at iterations 3 and 6, before their train(): the values of updates 2 and 5
+    assert [dump["train/n_updates"] for dump in logger.dumps] == [2, 5]
+    assert all(dump["train/exact_kl"] >= 0 for dump in logger.dumps)
+    assert calls == [n_steps, n_steps]
+    # train() outside learn() always computes it
+    model.train()
+    assert len(calls) == 3 and logger.name_to_value["train/exact_kl"] >= 0
+
+    def trained(log_interval):
+        model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=n_steps, seed=0)
+        model.learn(n_steps * n_updates, log_interval=log_interval)
+        return th.nn.utils.parameters_to_vector(model.policy.parameters())
+
+    assert th.equal(trained(None), trained(1))

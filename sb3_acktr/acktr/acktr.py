@@ -167,6 +167,9 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_inverse_method = kfac_inverse_method
         self.trust_region = trust_region
         self.normalize_advantage = normalize_advantage
+        # learn()'s log_interval and the train() calls since learn() began: see _exact_kl_due()
+        self._log_interval: int | None = 1
+        self._train_calls = 0
 
         if "optimizer_class" in self.policy_kwargs or "optimizer_kwargs" in self.policy_kwargs:
             warnings.warn(
@@ -377,14 +380,17 @@ class ACKTR(OnPolicyAlgorithm):
             optimizer.step()
 
             # Exact KL of the update on the same batch, to compare with the quadratic model (paper, appendix E).
+            # A full forward pass (37% of A2C's update on NatureCNN at batch 640), so only when it will be logged.
             # In eval mode, so that BatchNorm statistics see the batch once, as in A2C (with BatchNorm or Dropout
             # this compares the train-mode policy before the update with the eval-mode policy after it)
-            self.policy.set_training_mode(False)
-            with th.no_grad():
-                new_distribution = self.policy.get_distribution(rollout_data.observations)
-                exact_kl = kl_divergence(distribution, new_distribution)
-                exact_kl = exact_kl.sum(dim=1) if exact_kl.dim() > 1 else exact_kl
-            self.policy.set_training_mode(True)
+            exact_kl = None
+            if self._exact_kl_due():
+                self.policy.set_training_mode(False)
+                with th.no_grad():
+                    new_distribution = self.policy.get_distribution(rollout_data.observations)
+                    exact_kl = kl_divergence(distribution, new_distribution)
+                    exact_kl = exact_kl.sum(dim=1) if exact_kl.dim() > 1 else exact_kl
+                self.policy.set_training_mode(True)
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 
@@ -396,11 +402,23 @@ class ACKTR(OnPolicyAlgorithm):
         self.logger.record("train/value_loss", value_loss.item())
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
-        self._record_trust_region(optimizer, exact_kl.mean().item())
+        self._record_trust_region(optimizer, None if exact_kl is None else exact_kl.mean().item())
 
-    def _record_trust_region(self, optimizer: KFAC, exact_kl: float) -> None:
-        """Log the trust-region scale(s), the quadratic-model KL (total and actor's part) and the exact KL."""
-        self.logger.record("train/exact_kl", exact_kl)
+    def _exact_kl_due(self) -> bool:
+        """
+        Whether this update's ``train/exact_kl`` will be written: SB3's ``learn()`` dumps the logs of iteration
+        ``i`` (its ``i``-th rollout) before ``train()``, so a dump shows the values the previous ``train()`` recorded.
+        ``train()`` called outside ``learn()`` always computes it.
+        """
+        self._train_calls += 1
+        if self._log_interval is None:
+            return False
+        return (self._train_calls + 1) % self._log_interval == 0
+
+    def _record_trust_region(self, optimizer: KFAC, exact_kl: float | None) -> None:
+        """Log the trust-region scale(s), the quadratic-model KL (total and actor's part) and the exact KL (when given)."""
+        if exact_kl is not None:
+            self.logger.record("train/exact_kl", exact_kl)
         self.logger.record("train/kfac_skipped_steps", optimizer.skipped_steps)
         self.logger.record("train/kfac_skipped_curvature_updates", optimizer.skipped_curvature_updates)
         if not optimizer.last_step_info:  # the step was skipped
@@ -426,11 +444,18 @@ class ACKTR(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfACKTR:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        self._log_interval, self._train_calls = log_interval, 0
+        try:
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
+        finally:
+            self._log_interval, self._train_calls = 1, 0
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_log_interval", "_train_calls"]
