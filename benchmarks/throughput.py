@@ -14,6 +14,7 @@ package is changed), and the NatureCNN costs at batch 640 are timed on their own
 import argparse
 import datetime
 import functools
+import inspect
 import json
 import os
 import platform
@@ -575,7 +576,8 @@ def project_cnn_costs(
     """
     ACKTR's update cost (train() only, no rollout) as a multiple of A2C's, from the measured pieces, for the
     statistics options: every update on the whole batch, on ``kfac_stats_samples`` samples (the factors scale with
-    the samples; the Fisher backward and the exact-KL diagnostic forward do not), every 4th update.
+    the samples; the Fisher backward does not), every 4th update. The exact-KL diagnostic forward is paid once per
+    ``log_interval`` updates (``learn()``'s default), when its value is logged.
 
     :param a2c_update: A2C's forward+backward+RMSprop
     :param base: What every ACKTR update pays: forward+backward, preconditioning, the inverses' share
@@ -585,6 +587,7 @@ def project_cnn_costs(
     :param batch: The batch size
     :return: ``{option: {"seconds": ..., "ratio_to_a2c": ...}}``
     """
+    exact_kl /= inspect.signature(ACKTR.learn).parameters["log_interval"].default
     options = {"statistics every update, whole batch (ACKTR's default)": base + fisher + factors + exact_kl}
     for samples in (160, 80):
         kept = min(samples, batch) / batch
