@@ -242,13 +242,15 @@ def test_exact_kl_only_for_logged_updates():
     assert [dump["train/n_updates"] for dump in logger.dumps] == [2, 5]
     assert all(dump["train/exact_kl"] >= 0 for dump in logger.dumps)
     assert calls == [n_steps, n_steps]
-    # train() outside learn() always computes it
+    # train() outside learn() always computes it, and so does every update when learn() never dumps
     model.train()
     assert len(calls) == 3 and logger.name_to_value["train/exact_kl"] >= 0
+    model.learn(n_steps * n_updates, log_interval=None)
+    assert len(calls) == 3 + n_updates and logger.name_to_value["train/exact_kl"] >= 0
 
     def trained(log_interval):
         model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=n_steps, seed=0)
         model.learn(n_steps * n_updates, log_interval=log_interval)
         return th.nn.utils.parameters_to_vector(model.policy.parameters())
 
-    assert th.equal(trained(None), trained(1))
+    assert th.equal(trained(100), trained(1))  # 7 updates: never computed, and computed on each

@@ -406,13 +406,14 @@ class ACKTR(OnPolicyAlgorithm):
 
     def _exact_kl_due(self) -> bool:
         """
-        Whether this update's ``train/exact_kl`` will be written: SB3's ``learn()`` dumps the logs of iteration
-        ``i`` (its ``i``-th rollout) before ``train()``, so a dump shows the values the previous ``train()`` recorded.
-        ``train()`` called outside ``learn()`` always computes it.
+        Whether to compute this update's ``train/exact_kl``: when SB3's ``learn()`` will write it. ``learn()`` dumps
+        the logs of iteration ``i`` (its ``i``-th rollout) before ``train()``, so a dump shows the values the previous
+        ``train()`` recorded. With ``log_interval=None`` only callbacks dump (e.g. ``LogEveryNTimesteps``), at times
+        unknown here: every update then computes it, as does ``train()`` called outside ``learn()``.
         """
         self._train_calls += 1
         if self._log_interval is None:
-            return False
+            return True
         return (self._train_calls + 1) % self._log_interval == 0
 
     def _record_trust_region(self, optimizer: KFAC, exact_kl: float | None) -> None:
