@@ -44,6 +44,11 @@ class Steps:
         return f"≥ {self.value:,.0f}" if self.censored else f"{self.value:,.0f}"
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def first_step(timesteps: Sequence[float], means: Sequence[float], threshold: float) -> Steps:
     """
     (a) The first evaluated step count whose mean return is at or above ``threshold``.
@@ -145,8 +150,7 @@ def median_ratio(summaries: list[dict[str, Any]]) -> str:
     if not ratios:
         return "no counted task yet"
     note = " (some ratios are bounds: see each task)" if bounded else ""
-    tasks = "task" if len(ratios) == 1 else "tasks"
-    return f"{float(np.median(ratios)):.2f} over {len(ratios)} {tasks}{note}: " + ", ".join(labels)
+    return f"{float(np.median(ratios)):.2f} over {plural(len(ratios), 'task')}{note}: " + ", ".join(labels)
 
 
 def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +246,7 @@ def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[st
         }
         summary[algo] = median
         lines.append(
-            f"| **{name} median** | {len(metrics)} seeds | **{median['first']}** | **{median['sustained']}** | "
+            f"| **{name} median** | {plural(len(metrics), 'seed')} | **{median['first']}** | **{median['sustained']}** | "
             f"**{median['curve_average']:.1f}** | {median['final']} (over seeds) | |"
         )
     sources = "; ".join(f"{ALGO_NAMES[a]}: {summary[a]['hyperparams']}" for a in ("a2c", "acktr") if a in summary)
@@ -306,7 +310,7 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) 
         grid = np.unique(np.append(np.arange(0, end, freq), end))
         curves = np.array([np.interp(grid, run["timesteps"], [np.mean(r) for r in run["returns"]]) for run in runs])
         mean, std = curves.mean(axis=0), curves.std(axis=0)
-        axis.plot(grid, mean, color=color, label=f"{ALGO_NAMES[algo]} ({len(runs)} seeds)")
+        axis.plot(grid, mean, color=color, label=f"{ALGO_NAMES[algo]} ({plural(len(runs), 'seed')})")
         axis.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
     threshold = THRESHOLDS.get(env_id)
     if threshold is not None:
