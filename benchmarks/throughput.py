@@ -587,14 +587,15 @@ def project_cnn_costs(
     :param batch: The batch size
     :return: ``{option: {"seconds": ..., "ratio_to_a2c": ...}}``
     """
-    exact_kl /= inspect.signature(ACKTR.learn).parameters["log_interval"].default
-    options = {"statistics every update, whole batch (ACKTR's default)": base + fisher + factors + exact_kl}
+    # Every update pays the base and its share of the exact-KL forward, whatever the statistics option
+    per_update = base + exact_kl / inspect.signature(ACKTR.learn).parameters["log_interval"].default
+    options = {"statistics every update, whole batch (ACKTR's default)": per_update + fisher + factors}
     for samples in (160, 80):
         kept = min(samples, batch) / batch
-        options[f"kfac_stats_samples={samples}"] = base + fisher + factors * kept + exact_kl
-    options["kfac_stats_update=4"] = base + (fisher + factors) / 4 + exact_kl
+        options[f"kfac_stats_samples={samples}"] = per_update + fisher + factors * kept
+    options["kfac_stats_update=4"] = per_update + (fisher + factors) / 4
     kept = min(160, batch) / batch
-    options["kfac_stats_samples=160 + kfac_stats_update=4"] = base + (fisher + factors * kept) / 4 + exact_kl
+    options["kfac_stats_samples=160 + kfac_stats_update=4"] = per_update + (fisher + factors * kept) / 4
     return {name: {"seconds": seconds, "ratio_to_a2c": seconds / a2c_update} for name, seconds in options.items()}
 
 

@@ -384,6 +384,7 @@ class ACKTR(OnPolicyAlgorithm):
             # In eval mode, so that BatchNorm statistics see the batch once, as in A2C (with BatchNorm or Dropout
             # this compares the train-mode policy before the update with the eval-mode policy after it)
             exact_kl = None
+            self._train_calls += 1
             if self._exact_kl_due():
                 self.policy.set_training_mode(False)
                 with th.no_grad():
@@ -411,7 +412,6 @@ class ACKTR(OnPolicyAlgorithm):
         ``train()`` recorded. With ``log_interval=None`` only callbacks dump (e.g. ``LogEveryNTimesteps``), at times
         unknown here: every update then computes it, as does ``train()`` called outside ``learn()``.
         """
-        self._train_calls += 1
         if self._log_interval is None:
             return True
         return (self._train_calls + 1) % self._log_interval == 0
