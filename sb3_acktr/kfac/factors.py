@@ -10,9 +10,20 @@ Conventions (written once here, tested in ``tests/kfac/test_factors.py``):
   mean over the batch (``loss_reduction="mean"``), so ``g = N · grad_output``; with ``"sum"``, ``g = grad_output``.
 * ``nn.Linear`` (Martens & Grosse 2015, eq. 1): ``A = (1/R) Σ_r ā_r ā_rᵀ`` and ``G = (1/R) Σ_r g_r g_rᵀ`` over
   the R rows of the input (R = N for a 2D input; extra leading dimensions count as extra rows).
-* ``nn.Conv2d`` (Grosse & Martens 2016, KFC, eqs. 20-21): over the T output positions,
-  ``A = Ω = (1/N) Σ_n Σ_t ā_{n,t} ā_{n,t}ᵀ`` (ā_{n,t}: the input patch at position t) and
-  ``G = Γ = (1/(N·T)) Σ_n Σ_t g_{n,t} g_{n,t}ᵀ``.
+* ``nn.Conv2d`` applies one weight at T output positions (weight sharing). Two forms (Eschenhagen et al. 2023,
+  "Kronecker-Factored Approximate Curvature for Modern Neural Network Architectures", sec. 3):
+
+  - ``"expand"`` (Grosse & Martens 2016, KFC, eqs. 20-21; Eschenhagen et al. eq. 7): positions are extra samples,
+    ``A = Ω = (1/N) Σ_n Σ_t ā_{n,t} ā_{n,t}ᵀ`` (ā_{n,t}: the input patch at position t) and
+    ``G = Γ = (1/(N·T)) Σ_n Σ_t g_{n,t} g_{n,t}ᵀ``. Cost ∝ N·T·d².
+  - ``"reduce"`` (Eschenhagen et al. eq. 9): positions are aggregated per sample before the outer product,
+    ``A = (1/N) Σ_n â_n â_nᵀ`` with the mean patch ``â_n = (1/T) Σ_t ā_{n,t}`` (its bias coordinate stays 1) and
+    ``G = (1/N) Σ_n ĝ_n ĝ_nᵀ`` with the summed gradient ``ĝ_n = Σ_t g_{n,t}``, i.e. ``(1/(N·T²)) Σ_n (Σ_t ā)(Σ_t ā)ᵀ``
+    as the paper writes A. Cost ∝ N·T·d (the sum) + N·d².
+
+  Both coincide when T = 1. ``"reduce"`` is exact (``A ⊗ G`` equals the per-sample gradient's outer product) for a
+  single sample of a layer followed by a linear map and a mean over positions; ``"expand"`` when the positions are
+  independent outputs.
 
 With these conventions ``A ⊗ G`` approximates the per-sample Fisher of ``[W, b]``, independently of N and T,
 so ``damping`` and ``kfac_clip`` keep their meaning when the batch or the image size changes.
@@ -24,6 +35,10 @@ from torch import nn
 
 #: Layer types that get Kronecker factors. Every other parameter uses the diagonal fallback.
 SUPPORTED_MODULES = (nn.Linear, nn.Conv2d)
+#: The forms of the factors of a weight-sharing layer (``nn.Conv2d``), see the module docstring
+WEIGHT_SHARING_FORMS = ("expand", "reduce")
+#: Layer types to which the weight-sharing form applies
+WEIGHT_SHARING_MODULES = (nn.Conv2d,)
 
 
 def append_bias_ones(x: th.Tensor) -> th.Tensor:
@@ -78,23 +93,31 @@ def layer_input_rows(module: nn.Module, x: th.Tensor) -> tuple[th.Tensor, int]:
     return rows, n_samples
 
 
-def input_second_moment(module: nn.Module, x: th.Tensor, chunk_size: int = 64) -> tuple[th.Tensor, int]:
+def input_second_moment(
+    module: nn.Module, x: th.Tensor, chunk_size: int = 64, weight_sharing: str = "expand"
+) -> tuple[th.Tensor, int]:
     """
     ``Σ ā āᵀ`` over the rows of :func:`layer_input_rows`, and its normaliser (A = total / normaliser).
 
     For ``nn.Conv2d`` the ``(N·T, C·kh·kw + 1)`` patch matrix is never materialised: patches are unfolded
     ``chunk_size`` samples at a time, and the bias row and column (the homogeneous coordinate) come from the
-    patch sums and the row count instead of a concatenated column of ones. Same value, a fraction of the memory
-    (Atari's first NatureCNN layer at batch 640: 25 MiB instead of 251 MiB).
+    patch sums and the row count instead of a concatenated column of ones. With ``weight_sharing="reduce"`` the
+    rows are the mean patches ``â_n`` of each sample (one row per sample).
 
     :param module: ``nn.Linear`` or ``nn.Conv2d``
     :param x: The layer's input
     :param chunk_size: Samples unfolded at once (``nn.Conv2d`` only)
+    :param weight_sharing: ``"expand"`` or ``"reduce"`` (``nn.Conv2d`` only, see the module docstring)
     :return: ``(total, normaliser)``
     """
     if not isinstance(module, nn.Conv2d):
         rows, normaliser = layer_input_rows(module, x)
         return rows.t() @ rows, normaliser
+    if weight_sharing == "reduce":
+        means = th.cat([conv2d_patches(module, part).mean(dim=1) for part in x.split(chunk_size)])
+        if module.bias is not None:
+            means = append_bias_ones(means)
+        return means.t() @ means, x.shape[0]
     total = sums = None
     n_rows = 0
     for part in x.split(chunk_size):
@@ -115,7 +138,9 @@ def input_second_moment(module: nn.Module, x: th.Tensor, chunk_size: int = 64) -
     return augmented, x.shape[0]
 
 
-def layer_output_grad_rows(module: nn.Module, grad_output: th.Tensor, batch_size: int) -> tuple[th.Tensor, int]:
+def layer_output_grad_rows(
+    module: nn.Module, grad_output: th.Tensor, batch_size: int, weight_sharing: str = "expand"
+) -> tuple[th.Tensor, int]:
     """
     Rows ``g`` (per-sample output gradients) whose second moment is the G factor.
 
@@ -123,9 +148,13 @@ def layer_output_grad_rows(module: nn.Module, grad_output: th.Tensor, batch_size
     :param grad_output: Gradient of the Fisher loss w.r.t. the layer's output
     :param batch_size: Multiplier turning ``grad_output`` into per-sample gradients
         (the batch size for a mean-reduced loss, 1 for a sum)
+    :param weight_sharing: ``"expand"`` or ``"reduce"`` (``nn.Conv2d`` only, see the module docstring)
     :return: ``(rows, normaliser)``: G = rowsᵀ rows / normaliser
     """
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, nn.Conv2d) and weight_sharing == "reduce":
+        # (N, out, Oh, Ow) -> (N, out): ĝ_n = Σ_t g_{n,t}
+        rows = grad_output.sum(dim=(2, 3))
+    elif isinstance(module, nn.Conv2d):
         # (N, out, Oh, Ow) -> (N·T, out); Γ is averaged over samples and positions
         rows = grad_output.flatten(2).transpose(1, 2).reshape(-1, grad_output.shape[1])
     else:

@@ -13,6 +13,8 @@ from torch import nn
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
 from sb3_acktr.kfac.factors import (
     SUPPORTED_MODULES,
+    WEIGHT_SHARING_FORMS,
+    WEIGHT_SHARING_MODULES,
     grad_matrix,
     input_second_moment,
     layer_output_grad_rows,
@@ -38,6 +40,8 @@ class _Layer:
     module: nn.Linear | nn.Conv2d
     weight: th.Tensor
     bias: th.Tensor | None
+    #: Form of the factors of a weight-sharing layer: "expand" or "reduce" (see sb3_acktr.kfac.factors)
+    weight_sharing: str = "expand"
     records: list[tuple[th.Tensor, th.Tensor]] = field(default_factory=list)
 
 
@@ -113,6 +117,11 @@ class KFAC(th.optim.Optimizer):
         eigenvalue products, as OpenAI baselines and SB2)
     :param trust_region: ``"joint"``: one ν for all parameters (SB2), using the first group's ``kfac_clip``;
         ``"per_group"``: each parameter group is scaled by its own ν and ``kfac_clip``
+    :param weight_sharing: Form of the Kronecker factors of the ``nn.Conv2d`` layers, which share their weight across
+        output positions (Eschenhagen et al. 2023; conventions in :mod:`sb3_acktr.kfac.factors`): ``"expand"``
+        (KFC: positions as extra samples, cost ∝ positions) or ``"reduce"`` (positions aggregated per sample, cost
+        independent of them), for every convolution; or a dict from layer names (as in ``model.named_modules()``)
+        to forms, the convolutions it does not name being ``"expand"``
     :param loss_reduction: ``"mean"`` if the Fisher loss is a mean over the batch (gradients are rescaled by
         the batch size to per-sample gradients), ``"sum"`` if it is a sum
     :param param_groups: Optional parameter groups (dicts with ``"params"`` and per-group options such as
@@ -133,6 +142,7 @@ class KFAC(th.optim.Optimizer):
         stats_samples: int | None = None,
         inverse_method: str = "cholesky",
         trust_region: str = "joint",
+        weight_sharing: str | dict[str, str] = "expand",
         loss_reduction: str = "mean",
         param_groups: list[dict[str, Any]] | None = None,
     ) -> None:
@@ -159,6 +169,7 @@ class KFAC(th.optim.Optimizer):
         self.trust_region = trust_region
         self.loss_reduction = loss_reduction
         self.layers = self._find_layers(model)
+        self._set_weight_sharing(weight_sharing)
         trainable = [param for param in model.parameters() if param.requires_grad]
         if not trainable:
             raise ValueError("model has no trainable parameter (every requires_grad is False).")
@@ -207,6 +218,34 @@ class KFAC(th.optim.Optimizer):
                 "there is nothing to precondition. Use a first-order optimizer for this model."
             )
         return layers
+
+    def _set_weight_sharing(self, weight_sharing: str | dict[str, str]) -> None:
+        """Give each weight-sharing layer its form; reject a form for a layer it does not apply to."""
+        sharing = {layer.name: layer for layer in self.layers if isinstance(layer.module, WEIGHT_SHARING_MODULES)}
+        if isinstance(weight_sharing, str):
+            check_choice("weight_sharing", weight_sharing, WEIGHT_SHARING_FORMS)
+            if weight_sharing != "expand" and not sharing:
+                raise ValueError(
+                    f"weight_sharing={weight_sharing!r} applies to nn.Conv2d layers, but {type(self.model).__name__} "
+                    "has none with Kronecker factors. Leave weight_sharing at 'expand'."
+                )
+            forms = dict.fromkeys(sharing, weight_sharing)
+        elif isinstance(weight_sharing, dict):
+            for name, form in weight_sharing.items():
+                check_choice(f"weight_sharing[{name!r}]", form, WEIGHT_SHARING_FORMS)
+                if name not in sharing:
+                    raise ValueError(
+                        f"weight_sharing names layer {name!r}, which is not an nn.Conv2d layer with Kronecker factors; "
+                        f"the form applies to these layers: {sorted(sharing)}."
+                    )
+            forms = weight_sharing
+        else:
+            raise TypeError(
+                f"weight_sharing must be one of {WEIGHT_SHARING_FORMS} or a dict from layer names to them, "
+                f"got {type(weight_sharing).__name__}."
+            )
+        for name, form in forms.items():
+            sharing[name].weight_sharing = form
 
     def _check_param_groups(
         self, param_groups: list[dict[str, Any]] | None, trainable: list[nn.Parameter]
@@ -357,8 +396,8 @@ class KFAC(th.optim.Optimizer):
         for (layer, inputs, _), grad_output in zip(records, output_grads, strict=True):
             if grad_output is None:  # this call does not influence the Fisher loss
                 continue
-            a_sum, a_norm = input_second_moment(layer.module, inputs)
-            g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale)
+            a_sum, a_norm = input_second_moment(layer.module, inputs, weight_sharing=layer.weight_sharing)
+            g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale, layer.weight_sharing)
             g_sum = g_rows.t() @ g_rows
             if layer in sums:
                 entry = sums[layer]

@@ -221,3 +221,99 @@ def test_stats_samples_need_one_batch_size():
         ValueError, match=r"stats_samples=2\) subsamples the batch, but the recorded forward passes have batch sizes \[4, 5\]"
     ):
         optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS)
+def test_conv2d_factors_reduce(config):
+    """K-FAC-reduce (Eschenhagen et al. 2023, eq. 9) by explicit loops: A from each sample's mean patch, G from
+    each sample's output gradient summed over positions."""
+    th.manual_seed(8)
+    conv = nn.Conv2d(2, 3, **config).double()
+    model = nn.Sequential(conv, nn.Tanh(), nn.Flatten(), nn.LazyLinear(3)).double()
+    x, targets = th.randn(5, 2, 7, 7, dtype=th.float64), th.randint(0, 3, (5,))
+    model(x)  # materialise the lazy layer
+    state = curvature_from_optimizer(model, x, targets, weight_sharing="reduce").state[conv.weight]
+
+    kernel, stride, padding, dilation = config["kernel_size"], config["stride"], config["padding"], config["dilation"]
+    patches = explicit_patches(x, kernel, stride, padding, dilation)
+    grads = per_sample_output_grads(model, conv, x, targets)
+    n_samples, n_positions, dim = patches.shape
+    a_expected = th.zeros(dim + config["bias"], dim + config["bias"], dtype=th.float64)
+    g_expected = th.zeros(3, 3, dtype=th.float64)
+    for n in range(n_samples):
+        mean_patch = th.zeros(dim, dtype=th.float64)
+        summed_grad = th.zeros(3, dtype=th.float64)
+        g_positions = grads[n].reshape(3, -1)
+        for t in range(n_positions):
+            mean_patch += patches[n, t] / n_positions
+            summed_grad += g_positions[:, t]
+        if config["bias"]:
+            mean_patch = th.cat([mean_patch, th.ones(1, dtype=th.float64)])
+        a_expected += th.outer(mean_patch, mean_patch) / n_samples
+        g_expected += th.outer(summed_grad, summed_grad) / n_samples
+    th.testing.assert_close(state["A"], a_expected)
+    th.testing.assert_close(state["G"], g_expected)
+
+
+def test_reduce_is_exact_where_positions_are_pooled():
+    """One sample, the convolution's output averaged over positions: every position gets the same output gradient,
+    and A ⊗ G of the reduce form equals the outer product of the layer's gradient (computed by autograd)."""
+    th.manual_seed(9)
+    conv = nn.Conv2d(2, 3, kernel_size=3, stride=2, padding=1).double()
+    model = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Tanh(), nn.Linear(3, 4)).double()
+    x, target = th.randn(1, 2, 6, 6, dtype=th.float64), th.tensor([2])
+    state = curvature_from_optimizer(model, x, target, weight_sharing="reduce").state[conv.weight]
+
+    loss = F.cross_entropy(model(x), target)
+    weight_grad, bias_grad = th.autograd.grad(loss, [conv.weight, conv.bias])
+    # Row-major vec of [∇W, ∇b] (out, in + 1): vec(g aᵀ) = g ⊗ a, so its outer product is G ⊗ A
+    flat = th.cat([weight_grad.reshape(3, -1), bias_grad[:, None]], dim=1).flatten()
+    th.testing.assert_close(th.kron(state["G"], state["A"]), th.outer(flat, flat))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_forms_coincide_at_one_output_position(bias):
+    """With a single output position (kernel as large as the input), expand and reduce are the same factors."""
+    th.manual_seed(10)
+    conv = nn.Conv2d(2, 4, kernel_size=5, bias=bias).double()
+    model = nn.Sequential(conv, nn.Tanh(), nn.Flatten(), nn.Linear(4, 3)).double()
+    x, targets = th.randn(6, 2, 5, 5, dtype=th.float64), th.randint(0, 3, (6,))
+    expand = curvature_from_optimizer(model, x, targets, weight_sharing="expand").state[conv.weight]
+    reduce = curvature_from_optimizer(model, x, targets, weight_sharing="reduce").state[conv.weight]
+    th.testing.assert_close(reduce["A"], expand["A"])
+    th.testing.assert_close(reduce["G"], expand["G"])
+
+
+def test_weight_sharing_per_layer():
+    """A dict gives each named convolution its form; the others stay on expand."""
+    th.manual_seed(11)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 3, 3), nn.Flatten(), nn.Linear(3 * 3 * 3, 2)).double()
+    x, targets = th.randn(4, 2, 7, 7, dtype=th.float64), th.randint(0, 2, (4,))
+    mixed = curvature_from_optimizer(model, x, targets, weight_sharing={"2": "reduce"})
+    expand = curvature_from_optimizer(model, x, targets, weight_sharing="expand")
+    reduce = curvature_from_optimizer(model, x, targets, weight_sharing="reduce")
+    for key in ("A", "G"):
+        th.testing.assert_close(mixed.state[model[0].weight][key], expand.state[model[0].weight][key])
+        th.testing.assert_close(mixed.state[model[2].weight][key], reduce.state[model[2].weight][key])
+        assert not th.allclose(reduce.state[model[2].weight][key], expand.state[model[2].weight][key])
+
+
+@pytest.mark.parametrize(
+    "weight_sharing, error, message",
+    [
+        ("sum", ValueError, r"weight_sharing must be one of \('expand', 'reduce'\), got 'sum'"),
+        (["reduce"], TypeError, r"weight_sharing must be one of \('expand', 'reduce'\) or a dict .* got list"),
+        ({"0": "mean"}, ValueError, r"weight_sharing\['0'\] must be one of \('expand', 'reduce'\), got 'mean'"),
+        ({"3": "reduce"}, ValueError, r"weight_sharing names layer '3', which is not an nn\.Conv2d layer .*: \['0'\]"),
+        ({"9": "reduce"}, ValueError, r"weight_sharing names layer '9'"),
+    ],
+)
+def test_weight_sharing_bad_input(weight_sharing, error, message):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2, 2))
+    with pytest.raises(error, match=message):
+        KFAC(model, weight_sharing=weight_sharing)
+
+
+def test_reduce_without_a_convolution_is_rejected():
+    with pytest.raises(ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d layers, but Sequential has none"):
+        KFAC(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), weight_sharing="reduce")
