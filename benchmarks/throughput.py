@@ -53,6 +53,7 @@ from sb3_acktr import ACKTR, KFAC  # noqa: E402
 from sb3_acktr.kfac import factors as kfac_factors  # noqa: E402
 from sb3_acktr.kfac import inverse as kfac_inverse  # noqa: E402
 from sb3_acktr.kfac import optimizer as kfac_optimizer  # noqa: E402
+from sb3_acktr.minatar import ENV_ID_PREFIX, MinAtarCNN, MinAtarWrapper, register_minatar_envs  # noqa: E402
 
 ALGOS: dict[str, type[OnPolicyAlgorithm]] = {"A2C": A2C, "ACKTR": ACKTR}
 
@@ -63,7 +64,7 @@ class Config:
     One throughput configuration: the same for A2C and ACKTR.
 
     :param name: Label in the tables
-    :param group: Which question it answers (``"zoo"``, ``"batch"``, ``"width"``, ``"atari"``, ``"variant"``)
+    :param group: Which question it answers (``"zoo"``, ``"batch"``, ``"width"``, ``"atari"``, ``"variant"``, ``"minatar"``)
     :param env_id: Gymnasium id (Atari ids get ``make_atari_env`` + ``VecFrameStack(4)``)
     :param n_envs: Number of envs
     :param n_steps: Steps per env per update
@@ -93,8 +94,12 @@ class Config:
         return "NoFrameskip" in self.env_id
 
     @property
+    def minatar(self) -> bool:
+        return self.env_id.startswith(ENV_ID_PREFIX)
+
+    @property
     def policy(self) -> str:
-        return "CnnPolicy" if self.atari else "MlpPolicy"
+        return "CnnPolicy" if self.atari or self.minatar else "MlpPolicy"
 
 
 def full_configs() -> list[Config]:
@@ -126,6 +131,25 @@ def full_configs() -> list[Config]:
             32,
             20,
             acktr_kwargs=dict(kfac_stats_samples=160),
+        ),
+        Config(
+            "PongNoFrameskip-v4 32x20, kfac_weight_sharing=reduce",
+            "variant",
+            "PongNoFrameskip-v4",
+            32,
+            20,
+            acktr_kwargs=dict(kfac_weight_sharing="reduce"),
+        ),
+        Config("MinAtar/Breakout-v1 16x20", "minatar", "MinAtar/Breakout-v1", 16, 20, updates=20, repeats=5),
+        Config(
+            "MinAtar/Breakout-v1 16x20, kfac_weight_sharing=reduce",
+            "minatar",
+            "MinAtar/Breakout-v1",
+            16,
+            20,
+            updates=20,
+            repeats=5,
+            acktr_kwargs=dict(kfac_weight_sharing="reduce"),
         ),
         Config(
             "PongNoFrameskip-v4 32x20, kfac_stats_samples=80",
@@ -299,6 +323,9 @@ def make_env(config: Config, seed: int) -> VecEnv:
 
         gym.register_envs(ale_py)
         return VecFrameStack(make_atari_env(config.env_id, n_envs=config.n_envs, seed=seed), n_stack=4)
+    if config.minatar:
+        register_minatar_envs()
+        return make_vec_env(config.env_id, n_envs=config.n_envs, seed=seed, wrapper_class=MinAtarWrapper)
     return make_vec_env(config.env_id, n_envs=config.n_envs, seed=seed)
 
 
@@ -311,7 +338,9 @@ def make_model(algo: str, config: Config, seed: int) -> OnPolicyAlgorithm:
     :param seed: Seed of the model and its env
     :return: The model
     """
-    policy_kwargs = {} if config.width is None else dict(net_arch=[config.width, config.width])
+    policy_kwargs: dict[str, Any] = {} if config.width is None else dict(net_arch=[config.width, config.width])
+    if config.minatar:
+        policy_kwargs["features_extractor_class"] = MinAtarCNN
     kwargs = dict(config.acktr_kwargs) if algo == "ACKTR" else {}
     return ALGOS[algo](
         config.policy,
@@ -765,6 +794,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="CartPole only, tiny budgets, one repeat (a few seconds)")
     parser.add_argument("--out", type=Path, help="Write the results as JSON here, and the markdown beside it (.md)")
     parser.add_argument("--only", nargs="*", help="Keep only the configurations whose name contains one of these")
+    parser.add_argument("--names", nargs="*", help="Keep only the configurations with exactly these names")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-breakdown", action="store_true", help="Skip the per-phase breakdown")
     parser.add_argument("--no-cnn", action="store_true", help="Skip the NatureCNN microbenchmark")
@@ -773,6 +803,8 @@ def main(argv: list[str] | None = None) -> None:
     configs = quick_configs() if args.quick else full_configs()
     if args.only:
         configs = [c for c in configs if any(word in c.name for word in args.only)]
+    if args.names:
+        configs = [c for c in configs if c.name in args.names]
     results: dict[str, Any] = {"machine": machine_info(), "quick": args.quick, "throughput": [], "breakdown": [], "cnn": None}
 
     for config in configs:
@@ -793,10 +825,13 @@ def main(argv: list[str] | None = None) -> None:
                 "PongNoFrameskip-v4 16x5",
                 "PongNoFrameskip-v4 32x20",
                 "PongNoFrameskip-v4 32x20, kfac_stats_samples=160",
+                "PongNoFrameskip-v4 32x20, kfac_weight_sharing=reduce",
+                "MinAtar/Breakout-v1 16x20",
+                "MinAtar/Breakout-v1 16x20, kfac_weight_sharing=reduce",
             ]
         )
         for name in chosen:
-            if args.only and not any(word in name for word in args.only):
+            if (args.only and not any(word in name for word in args.only)) or (args.names and name not in args.names):
                 continue
             print(f"breakdown: {name} ...", file=sys.stderr, flush=True)
             repeats = 1 if args.quick else 3

@@ -13,6 +13,7 @@ from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
 from sb3_acktr import ACKTR
+from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
 from sb3_acktr.zoo import HYPERPARAMS, register
 
 with open(HYPERPARAMS) as file:
@@ -50,6 +51,8 @@ def test_every_yaml_entry_builds_its_model(entry, tmp_path):
     register()
     # default: an env without an entry of its own
     env_id = {"default": "FrozenLake-v1", "atari": "PongNoFrameskip-v4"}.get(entry, entry)
+    if env_id.startswith(ENV_ID_PREFIX):
+        register_minatar_envs()
     manager = ExperimentManager(
         argparse.Namespace(), "acktr", env_id, str(tmp_path), config=str(HYPERPARAMS), eval_freq=-1, verbose=0
     )
@@ -196,3 +199,20 @@ def test_unknown_yaml_key_names_the_key(tmp_path):
 def test_usage_error(tmp_path):
     result = run(["fly"], tmp_path, expect_success=False)
     assert result.returncode == 2 and "usage: python -m sb3_acktr.zoo" in result.stderr
+
+
+BENCHMARK_HYPERPARAMS = Path(__file__).resolve().parent.parent / "benchmarks" / "hyperparams"
+
+
+@pytest.mark.parametrize("algo", ["acktr", "a2c", "ppo"])
+def test_minatar_from_yaml(tmp_path, algo):
+    """ACKTR from the package's yaml, A2C and PPO from the benchmark's, through the same command; then the results."""
+    args = ["train", "--algo", algo, "--env", "MinAtar/Breakout-v1", "-n", "640", "--eval-freq", "320"]
+    if algo != "acktr":
+        args += ["--conf-file", str(BENCHMARK_HYPERPARAMS / f"{algo}.yml")]
+    run([*args, "--eval-episodes", "1", "-f", "logs", *COMMON], tmp_path)
+    run_folder = tmp_path / "logs" / algo / "MinAtar-Breakout-v1_1"
+    assert (run_folder / "MinAtar-Breakout-v1.zip").is_file() and (run_folder / "evaluations.npz").is_file()
+    if algo == "acktr":
+        result = run(["results", "--algo", algo, "--env", "MinAtar/Breakout-v1", "-f", "logs"], tmp_path)
+        assert "MinAtar" in result.stdout

@@ -60,6 +60,10 @@ class ACKTR(OnPolicyAlgorithm):
         samples of the batch, drawn at random (the Fisher backward pass still uses the whole batch). Makes the
         statistics' cost independent of the batch size: the CNN's convolution factors dominate an Atari update at
         batch 640 otherwise (see docs/benchmark.md). ``None``: the whole batch
+    :param kfac_weight_sharing: Form of the Kronecker factors of the convolutions (``KFAC``'s ``weight_sharing``):
+        ``"expand"`` (KFC, Grosse & Martens 2016: output positions as extra samples, cost ∝ positions) or
+        ``"reduce"`` (Eschenhagen et al. 2023: positions aggregated per sample, cost independent of them), or a dict
+        from layer names of the policy (e.g. ``"features_extractor.cnn.0"``) to forms
     :param kfac_damping: Tikhonov damping λ of K-FAC (factored between the two Kronecker factors)
     :param kfac_stats_decay: Running-average weight of the old K-FAC statistics, in [0, 1)
     :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
@@ -110,6 +114,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_update: int = 10,
         kfac_stats_update: int = 1,
         kfac_stats_samples: int | None = None,
+        kfac_weight_sharing: str | dict[str, str] = "expand",
         kfac_damping: float = 0.01,
         kfac_stats_decay: float = 0.99,
         kfac_momentum: float = 0.9,
@@ -161,6 +166,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_update = kfac_update
         self.kfac_stats_update = kfac_stats_update
         self.kfac_stats_samples = kfac_stats_samples
+        self.kfac_weight_sharing = kfac_weight_sharing
         self.kfac_damping = kfac_damping
         self.kfac_stats_decay = kfac_stats_decay
         self.kfac_momentum = kfac_momentum
@@ -238,6 +244,7 @@ class ACKTR(OnPolicyAlgorithm):
             inverse_interval=self.kfac_update,
             stats_interval=self.kfac_stats_update,
             stats_samples=self.kfac_stats_samples,
+            weight_sharing=self.kfac_weight_sharing,
             inverse_method=self.kfac_inverse_method,
             trust_region="per_group" if self.trust_region == "per_network" else "joint",
             param_groups=param_groups,

@@ -10,11 +10,16 @@ and :func:`main` forwards every flag to rl-zoo's own ``train``/``enjoy``/``recor
     python -m sb3_acktr.zoo train --algo a2c --env CartPole-v1    # rl-zoo's own yaml, for comparison
     python -m sb3_acktr.zoo enjoy --algo acktr --env CartPole-v1 -f logs/
     python -m sb3_acktr.zoo results --algo acktr --env CartPole-v1 -f logs/   # table + evaluations.png
+
+MinAtar games (``--env MinAtar/<Game>-v1``, with the ``minatar`` extra) are registered in gymnasium before rl-zoo
+runs (:func:`sb3_acktr.minatar.register_minatar_envs`).
 """
 
 import runpy
 import sys
 from pathlib import Path
+
+from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
 
 #: The package's zoo hyperparameters (``hyperparams/acktr.yml``, shipped inside the wheel)
 HYPERPARAMS = Path(__file__).resolve().parent.parent / "hyperparams" / "acktr.yml"
@@ -40,12 +45,12 @@ def register() -> None:
     HYPERPARAMS_CONVERTER["acktr"] = convert_acktr_params
 
 
-def _algo(args: list[str]) -> str | None:
-    """The value of ``--algo`` in rl-zoo arguments, if given."""
+def _option(args: list[str], name: str) -> str | None:
+    """The value of option ``name`` (e.g. ``"--algo"``) in rl-zoo arguments, if given."""
     for index, arg in enumerate(args):
-        if arg == "--algo" and index + 1 < len(args):
+        if arg == name and index + 1 < len(args):
             return args[index + 1]
-        if arg.startswith("--algo="):
+        if arg.startswith(f"{name}="):
             return arg.split("=", 1)[1]
     return None
 
@@ -81,7 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         results(args)
         return
     register()
-    if command == "train" and _algo(args) == "acktr" and not _has_conf_file(args):
+    env_id = _option(args, "--env")
+    if env_id is not None and env_id.startswith(ENV_ID_PREFIX):
+        try:
+            register_minatar_envs()
+        except ImportError as error:
+            sys.exit(f"error: {error}")
+    if command == "train" and _option(args, "--algo") == "acktr" and not _has_conf_file(args):
         args += ["--conf-file", str(HYPERPARAMS)]
     # rl-zoo parses sys.argv itself
     program = "python -m sb3_acktr.zoo" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name

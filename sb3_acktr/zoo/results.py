@@ -4,12 +4,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from huggingface_sb3 import EnvironmentName
 from rl_zoo3.utils import get_latest_run_id
 
 
 def run_folder(log_folder: str, algo: str, env_id: str, exp_id: int) -> Path:
     """
-    The folder of one rl-zoo run: ``{log_folder}/{algo}/{env_id}_{exp_id}`` (``exp_id=0``: the latest).
+    The folder of one rl-zoo run: ``{log_folder}/{algo}/{env_name}_{exp_id}`` (``exp_id=0``: the latest), with the env
+    id named as rl-zoo names its folders (``MinAtar/Breakout-v1`` -> ``MinAtar-Breakout-v1``).
 
     :param log_folder: rl-zoo's ``--log-folder``
     :param algo: Algorithm name
@@ -18,9 +20,10 @@ def run_folder(log_folder: str, algo: str, env_id: str, exp_id: int) -> Path:
     :return: The folder
     :raises FileNotFoundError: If there is no such run
     """
+    env_name = str(EnvironmentName(env_id))
     if exp_id == 0:
-        exp_id = get_latest_run_id(str(Path(log_folder) / algo), env_id)
-    folder = Path(log_folder) / algo / f"{env_id}_{exp_id}"
+        exp_id = get_latest_run_id(str(Path(log_folder) / algo), env_name)
+    folder = Path(log_folder) / algo / f"{env_name}_{exp_id}"
     if not (folder / "evaluations.npz").is_file():
         raise FileNotFoundError(
             f"No evaluations.npz in {folder}: train with --eval-freq (and the same --log-folder, --algo, --env) first."
