@@ -20,6 +20,10 @@ THRESHOLDS: dict[str, float] = {
     "Reacher-v5": -7.0,
     "PongNoFrameskip-v4": 18.0,
     "BreakoutNoFrameskip-v4": 100.0,
+    # MinAtar (set before the runs, from the MinAtar paper's 5M-frame curves and a 300k-step A2C run here at 6.8)
+    "MinAtar/Breakout-v1": 10.0,
+    "MinAtar/SpaceInvaders-v1": 50.0,
+    "MinAtar/Asterix-v1": 10.0,
 }
 
 #: Reported, but not counted in the median ratio over tasks (tuned A2C solves them early already)
@@ -29,6 +33,9 @@ SANITY_CHECKS = ("CartPole-v1", "Acrobot-v1")
 DEFAULT_BUDGETS: dict[str, int] = {
     "CartPole-v1": 100_000,
     "Acrobot-v1": 200_000,
+    "MinAtar/Breakout-v1": 5_000_000,
+    "MinAtar/SpaceInvaders-v1": 5_000_000,
+    "MinAtar/Asterix-v1": 5_000_000,
 }
 #: Budget of every other env (the zoo's MuJoCo entries, the protocol's "1M steps")
 DEFAULT_BUDGET = 1_000_000
@@ -37,6 +44,9 @@ DEFAULT_BUDGET = 1_000_000
 DEFAULT_EVAL_FREQS: dict[str, int] = {
     "CartPole-v1": 2_000,
     "Acrobot-v1": 2_000,
+    "MinAtar/Breakout-v1": 50_000,
+    "MinAtar/SpaceInvaders-v1": 50_000,
+    "MinAtar/Asterix-v1": 50_000,
 }
 DEFAULT_EVAL_FREQ = 10_000
 
@@ -50,16 +60,28 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results" / "sample_efficiency"
 DOCS_STATIC = Path(__file__).resolve().parent.parent / "docs" / "_static"
 
 
+def run_label(algo: str, variant: str | None) -> str:
+    """
+    The name a run is reported under: the algorithm, or ``{algo}-{variant}`` for a run with overridden hyperparameters.
+
+    :param algo: ``"acktr"``, ``"a2c"`` or ``"ppo"``
+    :param variant: The variant's name, or None
+    :return: The label
+    """
+    return algo if variant is None else f"{algo}-{variant}"
+
+
 def run_name(env_id: str, algo: str, seed: int) -> str:
     """
-    The file stem of one run's results: ``{env_id}__{algo}__seed{seed}``.
+    The file stem of one run's results: ``{env_id}__{algo}__seed{seed}``, a ``/`` of the env id as ``-``
+    (``MinAtar/Breakout-v1``).
 
     :param env_id: Environment id
-    :param algo: ``"acktr"`` or ``"a2c"``
+    :param algo: The run's label (:func:`run_label`)
     :param seed: Training seed
     :return: The stem
     """
-    return f"{env_id}__{algo}__seed{seed}"
+    return f"{env_id.replace('/', '-')}__{algo}__seed{seed}"
 
 
 def table_header(columns: Sequence[str]) -> list[str]:

@@ -23,9 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, table_header
+from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, run_label, table_header
 
-ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C"}
+ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C", "ppo": "PPO"}
+#: Rows in this order; variants (``acktr-reduce``) after their algorithm
+ALGO_ORDER = ("a2c", "ppo", "acktr")
+
+
+def algo_name(label: str) -> str:
+    """``"ACKTR"``, ``"PPO"``, ``"ACKTR (reduce)"`` for the label ``acktr-reduce``."""
+    algo, _, variant = label.partition("-")
+    return ALGO_NAMES[algo] + (f" ({variant})" if variant else "")
+
+
+def ordered_labels(labels: Sequence[str]) -> list[str]:
+    """The run labels of an env, A2C first, then PPO, then ACKTR, each algorithm before its variants."""
+    return sorted(labels, key=lambda label: (ALGO_ORDER.index(label.partition("-")[0]), label))
 
 
 @dataclass(frozen=True)
@@ -190,7 +203,7 @@ def load_runs(directories: Sequence[Path]) -> dict[str, dict[str, list[dict[str,
             run = json.loads(path.read_text())
             if not {"env_id", "algo", "timesteps", "returns"} <= run.keys() or not run["timesteps"]:
                 continue
-            runs[run["env_id"]][run["algo"]].append(run)
+            runs[run["env_id"]][run_label(run["algo"], run.get("variant"))].append(run)
     for by_algo in runs.values():
         for algo_runs in by_algo.values():
             algo_runs.sort(key=lambda run: run["seed"])
@@ -222,10 +235,8 @@ def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[st
         ),
     ]
     summary: dict[str, Any] = {"env_id": env_id, "threshold": threshold}
-    for algo in ("a2c", "acktr"):
-        if algo not in by_algo:
-            continue
-        name = ALGO_NAMES[algo]
+    for algo in ordered_labels(list(by_algo)):
+        name = algo_name(algo)
         metrics = [run_metrics(run) for run in by_algo[algo]]
         for run, m in zip(by_algo[algo], metrics, strict=True):
             partial = "" if m["done"] else " (running)"
@@ -249,9 +260,17 @@ def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[st
             f"| **{name} median** | {plural(len(metrics), 'seed')} | **{median['first']}** | **{median['sustained']}** | "
             f"**{median['curve_average']:.1f}** | {median['final']} (over seeds) | |"
         )
-    sources = "; ".join(f"{ALGO_NAMES[a]}: {summary[a]['hyperparams']}" for a in ("a2c", "acktr") if a in summary)
+    sources = "; ".join(
+        f"{algo_name(a)}: {summary[a]['hyperparams']}{params_note(by_algo[a][0])}" for a in ordered_labels(list(by_algo))
+    )
     lines += ["", f"Hyperparameters: {sources}."]
     return "\n".join(lines), summary
+
+
+def params_note(run: dict[str, Any]) -> str:
+    """`` with kfac_weight_sharing='reduce'`` for a variant run, else empty."""
+    params = run.get("params") or {}
+    return " with " + ", ".join(f"{key}={value}" for key, value in params.items()) if params else ""
 
 
 def overview_table(summaries: list[dict[str, Any]]) -> str:
@@ -301,16 +320,17 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) 
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    for algo, color in (("a2c", "tab:blue"), ("acktr", "tab:red")):
-        if algo not in by_algo:
-            continue
+    colors = {"a2c": "tab:blue", "ppo": "tab:green", "acktr": "tab:red"}
+    extra_colors = iter(("tab:purple", "tab:orange", "tab:brown", "tab:pink"))
+    for algo in ordered_labels(list(by_algo)):
+        color = colors.get(algo) or next(extra_colors)
         runs = by_algo[algo]
         end = min(run["timesteps"][-1] for run in runs)
         freq = runs[0]["eval_freq"]
         grid = np.unique(np.append(np.arange(0, end, freq), end))
         curves = np.array([np.interp(grid, run["timesteps"], [np.mean(r) for r in run["returns"]]) for run in runs])
         mean, std = curves.mean(axis=0), curves.std(axis=0)
-        axis.plot(grid, mean, color=color, label=f"{ALGO_NAMES[algo]} ({plural(len(runs), 'seed')})")
+        axis.plot(grid, mean, color=color, label=f"{algo_name(algo)} ({plural(len(runs), 'seed')})")
         axis.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
     threshold = THRESHOLDS.get(env_id)
     if threshold is not None:
@@ -343,9 +363,9 @@ def main(argv: list[str] | None = None) -> None:
         sections.append(table)
         summaries.append(summary)
         if not args.no_plots:
-            plot = args.out_dir / f"sample_efficiency_{env_id}.png"
+            plot = args.out_dir / f"sample_efficiency_{env_id.replace('/', '-')}.png"
             plot_env(env_id, runs[env_id], plot)
-            sections.append(f"\n![{env_id}: ACKTR vs A2C]({plot.name})")
+            sections.append(f"\n![{env_id}: {' vs '.join(algo_name(a) for a in ordered_labels(list(runs[env_id])))}]({plot.name})")
     markdown = "\n\n".join(
         [
             "## Sample efficiency: A2C / ACKTR (median over seeds; > 1 means ACKTR needs fewer steps)",

@@ -17,6 +17,8 @@ segment's random streams: a resumed run is not bit-identical to an uninterrupted
     python benchmarks/sample_efficiency.py --env CartPole-v1 --algo acktr --seed 0
     python benchmarks/sample_efficiency.py --env HalfCheetah-v5 --algo a2c --seed 0 --budget 1000000
     python benchmarks/sample_efficiency.py --quick --algo acktr --out-dir /tmp/se    # 2k CartPole steps, seconds
+    python benchmarks/sample_efficiency.py --env MinAtar/Breakout-v1 --algo acktr --seed 0 \
+        --params kfac_weight_sharing:"'reduce'" --variant reduce                     # reported as "acktr-reduce"
 """
 
 import argparse
@@ -49,9 +51,11 @@ from protocol import (  # noqa: E402
     N_EVAL_EPISODES,
     RESULTS_DIR,
     THRESHOLDS,
+    run_label,
     run_name,
 )
 from rl_zoo3.exp_manager import ExperimentManager  # noqa: E402
+from rl_zoo3.utils import StoreDict  # noqa: E402
 from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
@@ -60,9 +64,12 @@ from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization  # 
 from tqdm import tqdm  # noqa: E402
 
 import sb3_acktr  # noqa: E402
+from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs  # noqa: E402
 from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
 
 RL_ZOO_HYPERPARAMS = Path(rl_zoo3.__file__).parent / "hyperparams"
+#: Entries for envs rl-zoo has none for (MinAtar): ``benchmarks/hyperparams/{algo}.yml``
+BENCHMARK_HYPERPARAMS = Path(__file__).resolve().parent / "hyperparams"
 
 
 def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]:
@@ -75,6 +82,9 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
     :return: ``(yaml path, substitute entry or None, description of the entry used)``
     """
     path = HYPERPARAMS if algo == "acktr" else RL_ZOO_HYPERPARAMS / f"{algo}.yml"
+    own = BENCHMARK_HYPERPARAMS / f"{algo}.yml"
+    if algo != "acktr" and own.is_file() and env_id in yaml.safe_load(own.read_text()):
+        path = own
     with open(path) as file:
         entries = yaml.safe_load(file)
     if env_id in entries:
@@ -106,7 +116,7 @@ class Run:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.name = run_name(args.env, args.algo, args.seed)
+        self.name = run_name(args.env, run_label(args.algo, args.variant), args.seed)
         self.results_path: Path = args.out_dir / f"{self.name}.json"
         self.checkpoint_dir: Path = args.out_dir / "checkpoints" / self.name
         self.model_path = self.checkpoint_dir / "model.zip"
@@ -135,6 +145,8 @@ class Run:
         return {
             "env_id": args.env,
             "algo": args.algo,
+            "variant": args.variant,
+            "params": {key: repr(value) for key, value in args.params.items()},
             "seed": args.seed,
             "budget": args.budget,
             "eval_freq": args.eval_freq,
@@ -184,6 +196,7 @@ class Run:
             eval_freq=-1,
             save_freq=-1,
             trained_agent=str(self.model_path) if resume else "",
+            hyperparams=dict(args.params),
             seed=seed,
             verbose=0,
             device="cpu",
@@ -327,10 +340,18 @@ class EvaluateAfterUpdates(BaseCallback):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
-    parser.add_argument("--algo", required=True, choices=["acktr", "a2c"])
+    parser.add_argument("--algo", required=True, choices=["acktr", "a2c", "ppo"])
     parser.add_argument("--seed", type=int, default=0, help="Training seed")
     parser.add_argument("--budget", type=int, help="Environment steps (default: 100k CartPole, 200k Acrobot, else 1M)")
     parser.add_argument("--eval-freq", type=int, help="Evaluate every N steps (default: 2k CartPole/Acrobot, else 10k)")
+    parser.add_argument(
+        "--params",
+        nargs="+",
+        action=StoreDict,
+        default={},
+        help="Override yaml entries, as rl-zoo's -params (key:value); name the variant with --variant",
+    )
+    parser.add_argument("--variant", help="Name of a --params variant: reported as its own row (e.g. acktr-reduce)")
     parser.add_argument("--eval-seed", type=int, default=EVAL_SEED, help="Seed of the evaluation envs")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="Results (json) and checkpoints go here")
     parser.add_argument("--quick", action="store_true", help="2,000 steps, an evaluation every 1,000: a smoke test")
@@ -343,6 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_freq = args.eval_freq or DEFAULT_EVAL_FREQS.get(args.env, DEFAULT_EVAL_FREQ)
     if args.budget <= 0 or args.eval_freq <= 0:
         parser.error("--budget and --eval-freq must be positive")
+    if bool(args.params) != bool(args.variant):
+        parser.error("--params and --variant go together: a run with other hyperparameters is reported as a variant")
     return args
 
 
@@ -352,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = parse_args(argv)
     register()
+    if args.env.startswith(ENV_ID_PREFIX):
+        register_minatar_envs()
     Run(args).execute()
 
 
