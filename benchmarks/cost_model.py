@@ -20,6 +20,7 @@ Counts (N samples, a layer with d inputs + 1 bias column, o outputs, T output po
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +59,9 @@ def layer_shapes(extractor: BaseFeaturesExtractor, n_actions: int) -> list[Layer
     """The Kronecker-factored layers of an actor-critic policy on ``extractor``: its layers, the action and value heads."""
     shapes: list[LayerShape] = []
 
-    def record(name: str):
+    def record(name: str) -> Callable[[nn.Module, tuple[th.Tensor, ...], th.Tensor], None]:
         def hook(module: nn.Module, inputs: tuple[th.Tensor, ...], output: th.Tensor) -> None:
+            assert isinstance(module, SUPPORTED_MODULES)
             d = module.weight[0].numel()
             positions = output[0, 0].numel() if isinstance(module, nn.Conv2d) else 1
             shapes.append(LayerShape(name, d, output.shape[1], positions, module.bias is not None))
@@ -71,8 +73,10 @@ def layer_shapes(extractor: BaseFeaturesExtractor, n_actions: int) -> list[Layer
         for name, module in extractor.named_modules()
         if isinstance(module, SUPPORTED_MODULES)
     ]
+    shape = extractor._observation_space.shape
+    assert shape is not None
     with th.no_grad():
-        extractor(th.zeros(1, *extractor._observation_space.shape))
+        extractor(th.zeros(1, *shape))
     for handle in handles:
         handle.remove()
     features = extractor.features_dim
@@ -85,7 +89,7 @@ def costs(shapes: list[LayerShape], batch: int, weight_sharing: str) -> dict[str
     forward = sum(n * s.positions * s.d * s.o for s in shapes)
     first = shapes[0]
     input_grads = forward - n * first.positions * first.d * first.o
-    parts = {"A2C forward (rollout + loss)": 2 * forward, "A2C backward": forward + input_grads}
+    parts: dict[str, float] = {"A2C forward (rollout + loss)": 2 * forward, "A2C backward": forward + input_grads}
     parts["A2C update"] = parts["A2C forward (rollout + loss)"] + parts["A2C backward"]
     parts["Fisher backward"] = input_grads
     a_factors = g_factors = 0.0
@@ -124,7 +128,9 @@ def table(name: str, shapes: list[LayerShape], batch: int, rate: float | None) -
     columns = ["part", "expand GMAC", "reduce GMAC", "expand / A2C update", "reduce / A2C update"]
     if rate is not None:
         columns += ["expand ms", "reduce ms"]
-    layers = ", ".join(f"{s.name} {s.a_dim}x{s.o}" + (f" at {s.positions} positions" if s.positions > 1 else "") for s in shapes)
+    layers = ", ".join(
+        f"{s.name} {s.a_dim}x{s.o}" + (f" at {s.positions} positions" if s.positions > 1 else "") for s in shapes
+    )
     lines = [f"### {name}, batch {batch}", "", f"Kronecker factors (A x G dims): {layers}.", "", *table_header(columns)]
     for part in by_form["expand"]:
         values = [by_form[form][part] for form in ("expand", "reduce")]

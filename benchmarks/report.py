@@ -365,7 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_plots:
             plot = args.out_dir / f"sample_efficiency_{env_id.replace('/', '-')}.png"
             plot_env(env_id, runs[env_id], plot)
-            sections.append(f"\n![{env_id}: {' vs '.join(algo_name(a) for a in ordered_labels(list(runs[env_id])))}]({plot.name})")
+            sections.append(
+                f"\n![{env_id}: {' vs '.join(algo_name(a) for a in ordered_labels(list(runs[env_id])))}]({plot.name})"
+            )
     markdown = "\n\n".join(
         [
             "## Sample efficiency: A2C / ACKTR (median over seeds; > 1 means ACKTR needs fewer steps)",

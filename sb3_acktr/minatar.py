@@ -61,7 +61,12 @@ class MinAtarWrapper(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env) -> None:
         space = env.observation_space
-        if not (isinstance(space, spaces.Box) and space.dtype == np.bool_ and space.shape[:2] == GRID_SIZE and len(space.shape) == 3):
+        if not (
+            isinstance(space, spaces.Box)
+            and space.dtype == np.bool_
+            and space.shape[:2] == GRID_SIZE
+            and len(space.shape) == 3
+        ):
             env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
             raise ValueError(
                 f"MinAtarWrapper wraps MinAtar environments, whose observations are a Box of shape (10, 10, C) and dtype "
@@ -91,9 +96,10 @@ class MinAtarCNN(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: gym.Space, features_dim: int = 128, n_filters: int = 16) -> None:
-        if not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3) or min(
-            observation_space.shape[1:]
-        ) < 3:
+        if (
+            not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3)
+            or min(observation_space.shape[1:]) < 3
+        ):
             raise ValueError(
                 f"MinAtarCNN needs channel-first (C, H, W) observations with H, W >= 3, got {observation_space}. "
                 "Wrap MinAtar environments in sb3_acktr.minatar.MinAtarWrapper (env_wrapper in the zoo's yaml)."

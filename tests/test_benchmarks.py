@@ -158,3 +158,49 @@ def test_median_ratio_counts_only_the_counted_tasks():
     assert "Pendulum-v1 4.00" in text and "HalfCheetah-v5 ≥ 2.00" in text and "Hopper-v5 ≤ 0.30" in text
     assert "CartPole" not in text and "Reacher" not in text
     assert median_ratio(summaries[:1]) == "no counted task yet"
+
+
+@pytest.mark.parametrize("network", ["nature", "minatar"])
+def test_cost_model_counts_what_torch_counts(network):
+    """The cost model's forward pass and factors against torch's own FLOP counter (2 FLOPs per multiply-add) on the
+    package's functions; its bias columns, which torch does not count as products, make it slightly larger."""
+    import numpy as np
+    import torch as th
+    from cost_model import costs, layer_shapes
+    from gymnasium import spaces
+    from stable_baselines3.common.torch_layers import NatureCNN
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sb3_acktr.kfac.factors import input_second_moment
+    from sb3_acktr.minatar import MinAtarCNN
+
+    if network == "nature":
+        extractor = NatureCNN(spaces.Box(0, 255, shape=(4, 84, 84), dtype=np.uint8), features_dim=512)
+        batch, obs_shape = 8, (4, 84, 84)
+    else:
+        extractor = MinAtarCNN(spaces.Box(0.0, 1.0, shape=(4, 10, 10), dtype=np.float32))
+        batch, obs_shape = 8, (4, 10, 10)
+    heads = [nn.Linear(extractor.features_dim, 3), nn.Linear(extractor.features_dim, 1)]
+    shapes = layer_shapes(extractor, n_actions=3)
+    x = th.rand(batch, *obs_shape)
+    with FlopCounterMode(display=False) as counter:
+        features = extractor(x)
+        for head in heads:
+            head(features)
+    # Two forward passes (the rollout's and the loss's) of FLOPs / 2 multiply-adds each
+    assert costs(shapes, batch, "expand")["A2C forward (rollout + loss)"] == counter.get_total_flops()
+
+    inputs: list[th.Tensor] = []
+    modules = [m for m in extractor.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(lambda m, i, o: inputs.append(i[0])) for m in modules]
+    features = extractor(x)
+    for handle in handles:
+        handle.remove()
+    for form in ("expand", "reduce"):
+        with FlopCounterMode(display=False) as counter:
+            for module, layer_input in zip(modules + heads, inputs + [features, features], strict=True):
+                input_second_moment(module, layer_input.detach(), weight_sharing=form)
+        counted = counter.get_total_flops() / 2
+        modelled = costs(shapes, batch, form)["A factors"]
+        assert counted <= modelled <= 1.05 * counted, (form, counted, modelled)

@@ -94,7 +94,9 @@ def test_acktr_and_a2c_learn_on_minatar(weight_sharing):
 
 
 def test_reduce_needs_a_convolution():
-    with pytest.raises(ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d layers, but ActorCriticPolicy has none"):
+    with pytest.raises(
+        ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d layers, but ActorCriticPolicy has none"
+    ):
         ACKTR("MlpPolicy", "CartPole-v1", kfac_weight_sharing="reduce")
 
 
@@ -102,7 +104,9 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     # A None entry in sys.modules makes `import minatar` fail as if the package were not installed
     monkeypatch.setitem(sys.modules, "minatar", None)
     monkeypatch.setitem(sys.modules, "minatar.gym", None)
-    with pytest.raises(ImportError, match=r'MinAtar environments need the minatar package: pip install "sb3-acktr\[minatar\]"'):
+    with pytest.raises(
+        ImportError, match=r'MinAtar environments need the minatar package: pip install "sb3-acktr\[minatar\]"'
+    ):
         register_minatar_envs()
     with pytest.raises(SystemExit, match=r'error: .*pip install "sb3-acktr\[minatar\]"'):
         zoo_main(["train", "--algo", "acktr", "--env", "MinAtar/Breakout-v1"])
