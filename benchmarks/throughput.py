@@ -467,9 +467,9 @@ def patch_matrix_gram(module: nn.Module, inputs: th.Tensor) -> th.Tensor:
     return gram(kfac_factors.layer_input_rows(module, inputs)[0])
 
 
-def g_factor_sum(module: nn.Module, grad_output: th.Tensor, batch: int) -> th.Tensor:
+def g_factor_sum(module: nn.Module, grad_output: th.Tensor, batch: int, weight_sharing: str = "expand") -> th.Tensor:
     """The G factor's sum of outer products, as ``KFAC`` computes it (rows, then ``rowsᵀ rows``)."""
-    return gram(kfac_factors.layer_output_grad_rows(module, grad_output, batch)[0])
+    return gram(kfac_factors.layer_output_grad_rows(module, grad_output, batch, weight_sharing)[0])
 
 
 def median_time(function: Callable[[], Any], repeats: int) -> float:
@@ -485,6 +485,8 @@ def median_time(function: Callable[[], Any], repeats: int) -> float:
 
 PATCHES = "A with the patch matrix (layer_input_rows + rowsᵀ rows)"
 A_FACTOR = "A (input_second_moment)"
+A_REDUCE = "A, reduce form (input_second_moment)"
+G_REDUCE = "G rows + matmul, reduce form"
 
 
 def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -555,6 +557,11 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
             entry[PATCHES] = median_time(functools.partial(patch_matrix_gram, module, inputs), repeats)
             entry["A max relative difference"] = float((gram(rows) - a_sum).abs().max() / a_sum.abs().max())
         entry["G rows + matmul"] = median_time(functools.partial(g_factor_sum, module, grad, batch), repeats)
+        if isinstance(module, nn.Conv2d):
+            entry[A_REDUCE] = median_time(
+                functools.partial(kfac_factors.input_second_moment, module, inputs, weight_sharing="reduce"), repeats
+            )
+            entry[G_REDUCE] = median_time(functools.partial(g_factor_sum, module, grad, batch, "reduce"), repeats)
         a_factor = kfac_factors.symmetric_mean(a_sum, a_norm)
         g_factor = kfac_factors.symmetric_mean(gram(g_rows), g_rows.shape[0])
         entry["inverses (cholesky_inverses, A and G)"] = median_time(
@@ -575,6 +582,9 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
 
     a_factors = total(A_FACTOR)
     g_factors = total("G rows + matmul")
+    reduce_factors = sum(
+        entry.get(A_REDUCE, entry[A_FACTOR]) + entry.get(G_REDUCE, entry["G rows + matmul"]) for entry in layers.values()
+    )
     inverses = total("inverses (cholesky_inverses, A and G)")
     preconditioning = total("preconditioning (G⁻¹ ∇ A⁻¹)")
     a2c_update = result["A2C forward+backward"] + result["A2C RMSprop step"]
@@ -585,6 +595,7 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
             entry.get(PATCHES, entry[A_FACTOR]) for entry in layers.values()
         ),
         "G factors, all layers": g_factors,
+        "A and G factors, all layers, reduce form for the convolutions": reduce_factors,
         "inverses, all layers (per refresh)": inverses,
         "preconditioning, all layers": preconditioning,
     }
@@ -593,6 +604,7 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
         base=result["A2C forward+backward"] + preconditioning + inverses / 10,  # inverses every kfac_update=10
         fisher=result["Fisher backward (to layer outputs)"],
         factors=a_factors + g_factors,
+        reduce_factors=reduce_factors,
         exact_kl=result["exact-KL diagnostic forward (no grad)"],
         batch=batch,
     )
@@ -600,7 +612,7 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
 
 
 def project_cnn_costs(
-    a2c_update: float, base: float, fisher: float, factors: float, exact_kl: float, batch: int
+    a2c_update: float, base: float, fisher: float, factors: float, reduce_factors: float, exact_kl: float, batch: int
 ) -> dict[str, dict[str, float]]:
     """
     ACKTR's update cost (train() only, no rollout) as a multiple of A2C's, from the measured pieces, for the
@@ -612,6 +624,7 @@ def project_cnn_costs(
     :param base: What every ACKTR update pays: forward+backward, preconditioning, the inverses' share
     :param fisher: The Fisher backward
     :param factors: A and G of all layers on the whole batch
+    :param reduce_factors: The same with the reduce form for the convolutions (``kfac_weight_sharing="reduce"``)
     :param exact_kl: The exact-KL diagnostic forward on the whole batch
     :param batch: The batch size
     :return: ``{option: {"seconds": ..., "ratio_to_a2c": ...}}``
@@ -625,6 +638,8 @@ def project_cnn_costs(
     options["kfac_stats_update=4"] = per_update + (fisher + factors) / 4
     kept = min(160, batch) / batch
     options["kfac_stats_samples=160 + kfac_stats_update=4"] = per_update + (fisher + factors * kept) / 4
+    options["kfac_weight_sharing=reduce"] = per_update + fisher + reduce_factors
+    options["kfac_weight_sharing=reduce + kfac_stats_samples=160"] = per_update + fisher + reduce_factors * kept
     return {name: {"seconds": seconds, "ratio_to_a2c": seconds / a2c_update} for name, seconds in options.items()}
 
 
@@ -744,7 +759,9 @@ def cnn_tables(cnn: dict[str, Any]) -> str:
         "A patch matrix MB",
         PATCHES,
         A_FACTOR,
+        A_REDUCE,
         "G rows + matmul",
+        G_REDUCE,
         "inverses (cholesky_inverses, A and G)",
         "preconditioning (G⁻¹ ∇ A⁻¹)",
     ]

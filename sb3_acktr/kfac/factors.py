@@ -51,6 +51,20 @@ def append_bias_ones(x: th.Tensor) -> th.Tensor:
     return th.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
 
 
+def conv2d_padded_input(module: nn.Conv2d, x: th.Tensor) -> tuple[th.Tensor, int | tuple[int, ...]]:
+    """
+    The input padded as ``nn.Conv2d`` pads it when the padding is a string or its mode is not ``"zeros"``.
+
+    :param module: The convolution
+    :param x: Its input, shape ``(N, C, H, W)``
+    :return: ``(input, padding still to apply with zeros)``
+    """
+    if isinstance(module.padding, str) or module.padding_mode != "zeros":
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        return F.pad(x, module._reversed_padding_repeated_twice, mode=mode), 0
+    return x, module.padding
+
+
 def conv2d_patches(module: nn.Conv2d, x: th.Tensor) -> th.Tensor:
     """
     Extract the input patches a ``Conv2d`` layer multiplies with its weight.
@@ -61,16 +75,41 @@ def conv2d_patches(module: nn.Conv2d, x: th.Tensor) -> th.Tensor:
     :param x: Its input, shape ``(N, C, H, W)``
     :return: Patches of shape ``(N, T, C·kh·kw)``, T the number of output positions
     """
-    if isinstance(module.padding, str) or module.padding_mode != "zeros":
-        # Pad exactly as nn.Conv2d does, then extract patches without padding
-        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-        x = F.pad(x, module._reversed_padding_repeated_twice, mode=mode)
-        padding: int | tuple[int, ...] = 0
-    else:
-        padding = module.padding
+    x, padding = conv2d_padded_input(module, x)
     patches = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
     # (N, C·kh·kw, T) -> (N, T, C·kh·kw)
     return patches.transpose(1, 2)
+
+
+def conv2d_mean_patches(module: nn.Conv2d, x: th.Tensor) -> th.Tensor:
+    """
+    The mean over output positions of the patches of :func:`conv2d_patches`, without extracting them.
+
+    Entry ``(c, i, j)`` of a patch at output position ``(p, q)`` is ``x[c, s_h·p + d_h·i, s_w·q + d_w·j]`` (padded
+    input, stride s, dilation d): its sum over positions is a sum over a strided grid of rows, then of columns.
+    Reads ``N·C·kh·W·Oh`` elements instead of writing the ``N·T·C·kh·kw`` patches.
+
+    :param module: The convolution (``groups=1``)
+    :param x: Its input, shape ``(N, C, H, W)``
+    :return: Mean patches of shape ``(N, C·kh·kw)``
+    """
+    x, padding = conv2d_padded_input(module, x)
+    if padding != 0:
+        pad_h, pad_w = (padding, padding) if isinstance(padding, int) else padding
+        x = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+    (kernel_h, kernel_w), (stride_h, stride_w), (dilation_h, dilation_w) = (
+        module.kernel_size,
+        module.stride,
+        module.dilation,
+    )
+    height, width = x.shape[-2:]
+    out_h = (height - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+    out_w = (width - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    # Windows of out_h strided rows starting at d_h·i: (N, C, windows, W, span) -> (N, C, kh, W)
+    rows = x.unfold(2, stride_h * (out_h - 1) + 1, dilation_h)[:, :, :kernel_h, :, ::stride_h].sum(dim=-1)
+    # The same over columns: (N, C, kh, windows, span) -> (N, C, kh, kw)
+    sums = rows.unfold(3, stride_w * (out_w - 1) + 1, dilation_w)[:, :, :, :kernel_w, ::stride_w].sum(dim=-1)
+    return sums.reshape(x.shape[0], -1) / (out_h * out_w)
 
 
 def layer_input_rows(module: nn.Module, x: th.Tensor) -> tuple[th.Tensor, int]:
@@ -102,7 +141,7 @@ def input_second_moment(
     For ``nn.Conv2d`` the ``(N·T, C·kh·kw + 1)`` patch matrix is never materialised: patches are unfolded
     ``chunk_size`` samples at a time, and the bias row and column (the homogeneous coordinate) come from the
     patch sums and the row count instead of a concatenated column of ones. With ``weight_sharing="reduce"`` the
-    rows are the mean patches ``â_n`` of each sample (one row per sample).
+    rows are the mean patches ``â_n`` of each sample (:func:`conv2d_mean_patches`, one row per sample).
 
     :param module: ``nn.Linear`` or ``nn.Conv2d``
     :param x: The layer's input
@@ -114,7 +153,7 @@ def input_second_moment(
         rows, normaliser = layer_input_rows(module, x)
         return rows.t() @ rows, normaliser
     if weight_sharing == "reduce":
-        means = th.cat([conv2d_patches(module, part).mean(dim=1) for part in x.split(chunk_size)])
+        means = conv2d_mean_patches(module, x)
         if module.bias is not None:
             means = append_bias_ones(means)
         return means.t() @ means, x.shape[0]

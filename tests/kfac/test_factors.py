@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_acktr.kfac import KFAC
-from sb3_acktr.kfac.factors import conv2d_patches, input_second_moment
+from sb3_acktr.kfac.factors import conv2d_mean_patches, conv2d_patches, input_second_moment
 
 
 def per_sample_output_grads(model: nn.Module, layer: nn.Module, x: th.Tensor, targets: th.Tensor) -> list[th.Tensor]:
@@ -317,3 +317,24 @@ def test_weight_sharing_bad_input(weight_sharing, error, message):
 def test_reduce_without_a_convolution_is_rejected():
     with pytest.raises(ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d layers, but Sequential has none"):
         KFAC(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), weight_sharing="reduce")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        *CONV_CONFIGS,
+        dict(kernel_size=3, padding="same", padding_mode="zeros"),
+        dict(kernel_size=(3, 2), padding="valid", stride=(2, 1)),
+        dict(kernel_size=3, padding=1, padding_mode="reflect"),
+        dict(kernel_size=3, padding=(1, 2), padding_mode="circular", stride=(1, 2)),
+        dict(kernel_size=(2, 3), padding=1, padding_mode="replicate", dilation=(2, 1)),
+        dict(kernel_size=(2, 3), padding=(2, 0), dilation=(1, 3), stride=(3, 2)),
+        dict(kernel_size=8, stride=4),  # NatureCNN's first layer
+    ],
+)
+def test_mean_patches_without_extracting_them(config):
+    """The strided row-and-column sums equal the mean of the extracted patches, whatever the geometry."""
+    th.manual_seed(12)
+    conv = nn.Conv2d(2, 3, **config).double()
+    x = th.randn(3, 2, 13, 11, dtype=th.float64)
+    th.testing.assert_close(conv2d_mean_patches(conv, x), conv2d_patches(conv, x).mean(dim=1))
