@@ -140,6 +140,14 @@ def full_configs() -> list[Config]:
             20,
             acktr_kwargs=dict(kfac_weight_sharing="reduce"),
         ),
+        Config(
+            "PongNoFrameskip-v4 32x20, kfac_weight_sharing=reduce + kfac_stats_samples=160",
+            "variant",
+            "PongNoFrameskip-v4",
+            32,
+            20,
+            acktr_kwargs=dict(kfac_weight_sharing="reduce", kfac_stats_samples=160),
+        ),
         Config("MinAtar/Breakout-v1 16x20", "minatar", "MinAtar/Breakout-v1", 16, 20, updates=20, repeats=5),
         Config(
             "MinAtar/Breakout-v1 16x20, kfac_weight_sharing=reduce",

@@ -199,7 +199,7 @@ def test_cost_model_counts_what_torch_counts(network):
         handle.remove()
     for form in ("expand", "reduce"):
         with FlopCounterMode(display=False) as counter:
-            for module, layer_input in zip(modules + heads, inputs + [features, features], strict=True):
+            for module, layer_input in zip([*modules, *heads], [*inputs, features, features], strict=True):
                 input_second_moment(module, layer_input.detach(), weight_sharing=form)
         counted = counter.get_total_flops() / 2
         modelled = costs(shapes, batch, form)["A factors"]
