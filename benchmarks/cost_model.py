@@ -29,8 +29,8 @@ import torch as th
 th.set_num_threads(1)
 
 from gymnasium import spaces  # noqa: E402
-from protocol import table_header  # noqa: E402
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN  # noqa: E402
+from tables import table_header  # noqa: E402
 from torch import nn  # noqa: E402
 
 from sb3_acktr.kfac.factors import SUPPORTED_MODULES  # noqa: E402

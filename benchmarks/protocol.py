@@ -3,7 +3,6 @@ Constants of the sample-efficiency protocol (``/work/shared/benchmark-protocol.m
 shared by ``sample_efficiency.py`` (which runs) and ``report.py`` (which summarises). No heavy import here.
 """
 
-from collections.abc import Sequence
 from pathlib import Path
 
 #: Mean evaluation return that counts as "solved" (the protocol's thresholds)
@@ -82,14 +81,3 @@ def run_name(env_id: str, algo: str, seed: int) -> str:
     :return: The stem
     """
     return f"{env_id.replace('/', '-')}__{algo}__seed{seed}"
-
-
-def table_header(columns: Sequence[str]) -> list[str]:
-    """
-    The first two lines of a markdown table: the column names, then the alignment row (the first column left-aligned,
-    the others, numbers, right-aligned).
-
-    :param columns: Column names
-    :return: ``[names row, alignment row]``
-    """
-    return ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]

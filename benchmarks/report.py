@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, run_label, table_header
+from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, run_label
+from tables import table_header
 
 ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C", "ppo": "PPO"}
 #: Rows in this order; variants (``acktr-reduce``) after their algorithm

@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,8 +39,8 @@ th.set_num_threads(1)
 import gymnasium as gym  # noqa: E402
 import rl_zoo3  # noqa: E402
 import rl_zoo3.import_envs  # noqa: E402  (registers rl-zoo's envs and patches, as rl_zoo3.train does)
-import stable_baselines3  # noqa: E402
 import yaml  # noqa: E402
+from machine import versions  # noqa: E402
 from protocol import (  # noqa: E402
     DEFAULT_BUDGET,
     DEFAULT_BUDGETS,
@@ -63,7 +62,6 @@ from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import sb3_acktr  # noqa: E402
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs  # noqa: E402
 from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
 
@@ -165,14 +163,7 @@ class Run:
             "resumes": 0,
             "done": False,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": {
-                "python": platform.python_version(),
-                "torch": th.__version__,
-                "stable_baselines3": stable_baselines3.__version__,
-                "rl_zoo3": rl_zoo3.__version__,
-                "sb3_acktr": sb3_acktr.__version__,
-                "gymnasium": gym.__version__,
-            },
+            "versions": versions(),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
         }
 

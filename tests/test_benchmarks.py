@@ -204,3 +204,19 @@ def test_cost_model_counts_what_torch_counts(network):
         counted = counter.get_total_flops() / 2
         modelled = costs(shapes, batch, form)["A factors"]
         assert counted <= modelled <= 1.05 * counted, (form, counted, modelled)
+
+
+def test_cnn_microbenchmark_times_both_forms():
+    """The NatureCNN pieces at a tiny batch: every layer timed, the convolutions in both forms, the projections."""
+    from cnn_costs import A_FACTOR, A_REDUCE, cnn_microbenchmark, cnn_tables
+
+    result = cnn_microbenchmark(batch=4, repeats=1)
+    layers = result["layers"]
+    assert [name for name, entry in layers.items() if entry["type"] == "Conv2d"] == [
+        f"features_extractor.cnn.{index}" for index in (0, 2, 4)
+    ]
+    assert all((A_REDUCE in entry) == (entry["type"] == "Conv2d") and entry[A_FACTOR] > 0 for entry in layers.values())
+    assert {"kfac_weight_sharing=reduce", "statistics every update, whole batch (ACKTR's default)"} <= set(
+        result["projections"]
+    )
+    assert "kfac_weight_sharing=reduce" in cnn_tables(result)
