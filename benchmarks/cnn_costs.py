@@ -131,8 +131,8 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
                 functools.partial(kfac_factors.input_second_moment, module, inputs, weight_sharing="reduce"), repeats
             )
             entry[G_REDUCE] = median_time(functools.partial(g_factor_sum, module, grad, batch, "reduce"), repeats)
-        a_factor = kfac_factors.symmetric_mean(a_sum, a_norm)
-        g_factor = kfac_factors.symmetric_mean(gram(g_rows), g_rows.shape[0])
+        a_factor = a_sum / a_norm
+        g_factor = gram(g_rows) / g_rows.shape[0]
         entry["inverses (cholesky_inverses, A and G)"] = median_time(
             functools.partial(kfac_inverse.cholesky_inverses, a_factor, g_factor, 0.01), repeats
         )

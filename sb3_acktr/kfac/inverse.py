@@ -101,16 +101,28 @@ def eigen_decomposition(factor: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     return values.clamp(min=0), vectors
 
 
-def precondition_cholesky(grad: th.Tensor, a_inv: th.Tensor, g_inv: th.Tensor) -> th.Tensor:
+def precondition_cholesky(grad: th.Tensor, a_inv: th.Tensor, g_inv: th.Tensor, bias: bool = False) -> th.Tensor:
     """
     ``G_inv [∇W, ∇b] A_inv`` (the preconditioned gradient of the damped ``A ⊗ G``).
+
+    With a bias column, ``A_inv = [[P, q], [qᵀ, r]]`` is applied by blocks, ``[X P + x_b qᵀ, X q + x_b r]`` for
+    ``[X, x_b] = G_inv [∇W, ∇b]``: the large product then has the layer's own width ``in`` (1024 rather than 1025
+    in MinAtar's network, where the odd width made it a third slower).
 
     :param grad: Gradient matrix of shape ``(out, in [+ 1])``
     :param a_inv: Damped inverse of A
     :param g_inv: Damped inverse of G
+    :param bias: Whether the last column of ``grad`` (and of A) is the bias's
     :return: The preconditioned gradient, same shape as ``grad``
     """
-    return g_inv @ grad @ a_inv
+    left = g_inv @ grad
+    if not bias:
+        return left @ a_inv
+    dim = a_inv.shape[0] - 1
+    result = th.empty_like(left)
+    th.addmm(th.outer(left[:, dim], a_inv[dim, :dim]), left[:, :dim], a_inv[:dim, :dim], out=result[:, :dim])
+    th.mv(left, a_inv[:, dim], out=result[:, dim])
+    return result
 
 
 def precondition_eigen(

@@ -18,7 +18,6 @@ from sb3_acktr.kfac.factors import (
     grad_matrix,
     input_second_moment,
     layer_output_grad_rows,
-    symmetric_mean,
 )
 from sb3_acktr.kfac.inverse import (
     cholesky_inverses,
@@ -404,10 +403,7 @@ class KFAC(th.optim.Optimizer):
                 sums[layer] = [entry[0] + a_sum, entry[1] + a_norm, entry[2] + g_sum, entry[3] + g_norm]
             else:
                 sums[layer] = [a_sum, a_norm, g_sum, g_norm]
-        return {
-            layer: (symmetric_mean(a_sum, a_norm), symmetric_mean(g_sum, g_norm))
-            for layer, (a_sum, a_norm, g_sum, g_norm) in sums.items()
-        }
+        return {layer: (a_sum / a_norm, g_sum / g_norm) for layer, (a_sum, a_norm, g_sum, g_norm) in sums.items()}
 
     def _running_average(self, param: th.Tensor, new: dict[str, th.Tensor], warm_up: bool = False) -> None:
         """
@@ -451,7 +447,7 @@ class KFAC(th.optim.Optimizer):
         if self.inverse_method == "cholesky":
             if refresh or "A_inv" not in state:
                 state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"], damping)
-            return precondition_cholesky(grad, state["A_inv"], state["G_inv"])
+            return precondition_cholesky(grad, state["A_inv"], state["G_inv"], bias=layer.module.bias is not None)
         if refresh or "A_eigenvalues" not in state:
             state["A_eigenvalues"], state["A_eigenvectors"] = eigen_decomposition(state["A"])
             state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"])

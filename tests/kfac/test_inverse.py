@@ -10,6 +10,7 @@ from sb3_acktr.kfac.inverse import (
     damped_cholesky_inverse,
     damping_pi,
     eigen_decomposition,
+    precondition_cholesky,
     precondition_eigen,
 )
 
@@ -61,3 +62,15 @@ def test_eigen_decomposition_clamps_round_off():
     values, vectors = eigen_decomposition(th.tensor([[1.0, 0.0], [0.0, -1e-9]], dtype=th.float64))
     assert values.min() == 0.0
     th.testing.assert_close(vectors @ vectors.t(), th.eye(2, dtype=th.float64))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (4, 2), (1, 9)])
+def test_bias_blocks_give_the_same_preconditioned_gradient(shape):
+    """Applying A⁻¹ by blocks around the bias column gives G⁻¹ [∇W, ∇b] A⁻¹ as one product does."""
+    th.manual_seed(5)
+    n_out, n_in = shape
+    a_root = th.randn(n_in + 1, n_in + 1, dtype=th.float64)
+    a_inv = a_root @ a_root.t()
+    g_inv = th.randn(n_out, n_out, dtype=th.float64)
+    grad = th.randn(n_out, n_in + 1, dtype=th.float64)
+    th.testing.assert_close(precondition_cholesky(grad, a_inv, g_inv, bias=True), g_inv @ grad @ a_inv)
