@@ -116,7 +116,9 @@ BAD_INPUTS = [
     (dict(gamma=1.5), "gamma must be in [0, 1], got 1.5"),
     (dict(kfac_inverse_method="svd"), "kfac_inverse_method must be one of ('cholesky', 'eigen'), got 'svd'"),
     (dict(trust_region="actor"), "trust_region must be one of ('joint', 'per_network'), got 'actor'"),
-    (dict(n_steps=1), "n_steps * n_envs must be > 1"),
+    (dict(n_steps=0), "n_steps must be an integer >= 1, got 0"),
+    (dict(n_steps=np.float64(8.0)), "n_steps must be an integer >= 1, got np.float64(8.0)"),
+    (dict(kfac_clip=True), "kfac_clip must be in (0, inf), got True"),
 ]
 
 
@@ -125,6 +127,44 @@ def test_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError) as error:
         ACKTR("MlpPolicy", "CartPole-v1", **kwargs)
     assert message in str(error.value)
+
+
+def test_one_sample_rollouts():
+    """A2C accepts n_steps * n_envs == 1: a rank-one curvature estimate, under damping and the running average."""
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=1)
+    model.learn(20)
+    optimizer = model.policy.optimizer
+    assert optimizer.steps == 20 and optimizer.skipped_steps == 0 and optimizer.skipped_curvature_updates == 0
+    assert all(th.isfinite(param).all() for param in model.policy.parameters())
+
+
+def test_numpy_scalars_are_accepted():
+    """As A2C accepts them (e.g. values read from a numpy array or a sweep)."""
+    model = ACKTR(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=np.int64(8),
+        kfac_update=np.int32(5),
+        kfac_clip=np.float32(0.002),
+        learning_rate=np.float64(0.1),
+        gamma=np.float32(0.98),
+    )
+    model.learn(16)
+    assert model.policy.optimizer.inverse_interval == 5
+    assert model.policy.optimizer.param_groups[0]["kfac_clip"] == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("learning_rate", [7e-4, lambda progress: 1e-4 * progress])
+def test_adam_scale_learning_rate_warns(learning_rate):
+    with pytest.warns(UserWarning, match=r"learning_rate=0\.000[71] is on Adam/RMSprop's scale .* Use 0\.001 to 1"):
+        ACKTR("MlpPolicy", "CartPole-v1", learning_rate=learning_rate)
+
+
+@pytest.mark.parametrize("learning_rate", [0.0, 0.001, 0.25])
+def test_k_fac_scale_learning_rate_does_not_warn(learning_rate, recwarn):
+    # 0: rl-zoo's enjoy loads models with learning_rate 0
+    ACKTR("MlpPolicy", "CartPole-v1", learning_rate=learning_rate)
+    assert not [w for w in recwarn if "Adam/RMSprop" in str(w.message)]
 
 
 def test_bad_hyperparameter_at_load(tmp_path):

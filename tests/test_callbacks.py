@@ -8,6 +8,7 @@ import shutil
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3.common.callbacks import (
     BaseCallback,
     CallbackList,
@@ -210,21 +211,24 @@ def test_eval_callback_chaining(tmp_path):
     model.learn(500, callback=eval_callback)
 
 
-def test_callbacks_can_cancel_runs():
-    class AlwaysFailCallback(BaseCallback):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.n_callback_calls = 0
+class AlwaysFailCallback(BaseCallback):
+    def __init__(self, *args, callback_false_value, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.callback_false_value = callback_false_value
 
-        def _on_step(self) -> bool:
-            self.n_callback_calls += 1
-            return False
+    def _on_step(self) -> bool:
+        return self.callback_false_value
 
-    model = ACKTR("MlpPolicy", "Pendulum-v1", n_steps=64)
-    alwaysfailcallback = AlwaysFailCallback()
+
+@pytest.mark.parametrize("callback_false_value", [False, np.bool_(0), th.tensor(0, dtype=th.bool)])
+def test_callbacks_can_cancel_runs(callback_false_value):
+    """SB3's case for A2C as it is: one env and n_steps=1, a one-sample rollout."""
+    assert not callback_false_value  # Sanity check to ensure parametrized values are valid
+    model = ACKTR("MlpPolicy", "Pendulum-v1", n_steps=1, stats_window_size=1, policy_kwargs=dict(net_arch=[2]))
+    alwaysfailcallback = AlwaysFailCallback(callback_false_value=callback_false_value)
     model.learn(10, callback=alwaysfailcallback)
 
-    assert alwaysfailcallback.n_callback_calls == 1
+    assert alwaysfailcallback.n_calls == 1
     # The rollout was cut short: no update was made
     assert model._n_updates == 0
     assert model.policy.optimizer.steps == 0

@@ -216,3 +216,53 @@ def test_minatar_from_yaml(tmp_path, algo):
     if algo == "acktr":
         result = run(["results", "--algo", algo, "--env", "MinAtar/Breakout-v1", "-f", "logs"], tmp_path)
         assert "MinAtar" in result.stdout
+
+
+@pytest.mark.parametrize("lr_schedule", ["linear", "constant"])
+def test_train_with_a_stored_trial(tmp_path, lr_schedule):
+    """`train --storage S --study-name N --trial-id K` rebuilds ACKTR from a stored trial's parameters, including a
+    linear learning-rate schedule (rl-zoo accepts only numbers and `lin_X` strings there)."""
+    import optuna
+
+    register()
+    params = {
+        "n_steps": 8,
+        "one_minus_gamma": 0.01,
+        "one_minus_gae_lambda": 0.05,
+        "learning_rate": 0.1,
+        "lr_schedule": lr_schedule,
+        "kfac_clip": 0.001,
+        "ent_coef": 0.001,
+        "vf_coef": 0.5,
+        "vf_fisher_coef": 1.0,
+        "net_arch": "tiny",
+        "activation_fn": "tanh",
+    }
+    # The sampler's own distributions for these parameters, as -optimize stores them
+    recorder = optuna.create_study()
+    trial = recorder.ask(
+        {
+            name: (
+                optuna.distributions.CategoricalDistribution([value])
+                if isinstance(value, str) or name == "n_steps"
+                else optuna.distributions.FloatDistribution(value / 2, value * 2)
+            )
+            for name, value in params.items()
+        }
+    )
+    storage = str(tmp_path / "study.log")
+    study = optuna.create_study(
+        study_name="acktr-stored",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage)),
+        direction="maximize",
+    )
+    # Trial 1: rl-zoo 2.9.2 ignores --trial-id 0 (it tests the id's truth value)
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=trial.distributions, value=1.0))
+    converted = HYPERPARAMS_CONVERTER["acktr"](params)
+    assert converted["learning_rate"] == ("lin_0.1" if lr_schedule == "linear" else 0.1)
+    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "64", "-f", "logs", *COMMON]
+    run([*args, "--storage", storage, "--study-name", "acktr-stored", "--trial-id", "1"], tmp_path)
+    config = tmp_path / "logs" / "acktr" / "CartPole-v1_1" / "CartPole-v1" / "config.yml"
+    saved = yaml.load(config.read_text(), Loader=yaml.UnsafeLoader)  # an OrderedDict, as rl-zoo writes and reads it
+    assert dict(saved)["learning_rate"] == ("lin_0.1" if lr_schedule == "linear" else 0.1)

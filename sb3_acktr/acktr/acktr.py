@@ -21,6 +21,8 @@ from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
 SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
 
 TRUST_REGIONS = ("joint", "per_network")
+#: Below this initial learning rate (Adam/RMSprop's scale) ACKTR warns: its steps are natural-gradient steps
+SMALLEST_USUAL_LEARNING_RATE = 1e-3
 
 
 class ACKTR(OnPolicyAlgorithm):
@@ -212,10 +214,13 @@ class ACKTR(OnPolicyAlgorithm):
         check_number("kfac_momentum", self.kfac_momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
         check_choice("kfac_inverse_method", self.kfac_inverse_method, ("cholesky", "eigen"))
         check_choice("trust_region", self.trust_region, TRUST_REGIONS)
-        if self.env is not None and self.n_steps * self.n_envs < 2:
-            raise ValueError(
-                f"n_steps * n_envs must be > 1 (a rollout of one sample has no curvature to estimate), "
-                f"got n_steps={self.n_steps} and n_envs={self.n_envs}."
+        initial = self.learning_rate(1.0) if callable(self.learning_rate) else self.learning_rate
+        if 0 < initial < SMALLEST_USUAL_LEARNING_RATE:
+            warnings.warn(
+                f"ACKTR's learning_rate={initial:g} is on Adam/RMSprop's scale (an A2C pipeline's 7e-4): K-FAC takes "
+                "natural-gradient steps, which the trust region (kfac_clip) bounds from above only, so ACKTR will "
+                f"barely move. Use {SMALLEST_USUAL_LEARNING_RATE:g} to 1 (SB2's default 0.25, or lin_0.25 in the zoo).",
+                UserWarning,
             )
 
     def _setup_model(self) -> None:

@@ -1,6 +1,7 @@
 """Argument checks whose errors name the argument, the value and the valid range."""
 
 import math
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -8,7 +9,7 @@ def check_number(
     name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True, hint: str = ""
 ) -> None:
     """
-    Raise a ``ValueError`` unless ``value`` is a real number in the interval.
+    Raise a ``ValueError`` unless ``value`` is a real number in the interval (numpy scalars included, bools not).
 
     :param name: Argument name, used in the message
     :param value: Value to check
@@ -18,7 +19,7 @@ def check_number(
     :param high_open: Whether ``high`` itself is excluded
     :param hint: Advice appended to the message
     """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    ok = isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
@@ -28,13 +29,13 @@ def check_number(
 
 def check_interval(name: str, value: Any, hint: str = "") -> None:
     """
-    Raise a ``ValueError`` unless ``value`` is an integer >= 1.
+    Raise a ``ValueError`` unless ``value`` is an integer >= 1 (numpy integers included, bools not).
 
     :param name: Argument name, used in the message
     :param value: Value to check
     :param hint: Advice appended to the message
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}. {hint}".rstrip())
 
 

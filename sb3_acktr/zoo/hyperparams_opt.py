@@ -9,16 +9,18 @@ from rl_zoo3.utils import SimpleLinearSchedule
 
 def convert_acktr_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
-    Turn raw sampled (or stored) parameters into ACKTR constructor arguments.
+    Turn raw sampled (or stored) parameters into ACKTR hyperparameters, as rl-zoo's yaml writes them: the learning
+    rate is ``"lin_X"`` for a linear schedule and a number for a constant one, which rl-zoo turns into schedules
+    when it trains with a stored trial (``--storage S --study-name N --trial-id K``).
 
     :param sampled_params: The trial's parameters, as :func:`sample_acktr_params` draws them
-    :return: ACKTR keyword arguments
+    :return: ACKTR hyperparameters
     """
     sampled_params = dict(sampled_params)
     lr_schedule = sampled_params.pop("lr_schedule")
     hyperparams = convert_onpolicy_params(sampled_params)
     if lr_schedule == "linear":
-        hyperparams["learning_rate"] = SimpleLinearSchedule(hyperparams["learning_rate"])
+        hyperparams["learning_rate"] = f"lin_{hyperparams['learning_rate']}"
     return hyperparams
 
 
@@ -31,7 +33,8 @@ def sample_acktr_params(trial: optuna.Trial, n_actions: int, n_envs: int, additi
     :param n_actions: Number of actions (unused, part of rl-zoo's sampler signature)
     :param n_envs: Number of environments (unused, part of rl-zoo's sampler signature)
     :param additional_args: rl-zoo's extra arguments (unused)
-    :return: ACKTR keyword arguments
+    :return: ACKTR keyword arguments (the learning rate a schedule or a number: rl-zoo's objective passes them to the
+        constructor as they are)
     """
     n_steps = trial.suggest_categorical("n_steps", [8, 16, 32, 64, 128, 256, 512, 1024, 2048])
     one_minus_gamma = trial.suggest_float("one_minus_gamma", 0.0001, 0.03, log=True)
@@ -48,7 +51,7 @@ def sample_acktr_params(trial: optuna.Trial, n_actions: int, n_envs: int, additi
     # Display true values
     trial.set_user_attr("gamma", 1 - one_minus_gamma)
 
-    return convert_acktr_params(
+    hyperparams = convert_acktr_params(
         {
             "n_steps": n_steps,
             "one_minus_gamma": one_minus_gamma,
@@ -63,3 +66,6 @@ def sample_acktr_params(trial: optuna.Trial, n_actions: int, n_envs: int, additi
             "activation_fn": activation_fn,
         }
     )
+    if lr_schedule == "linear":
+        hyperparams["learning_rate"] = SimpleLinearSchedule(learning_rate)
+    return hyperparams
