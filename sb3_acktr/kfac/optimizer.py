@@ -29,6 +29,15 @@ from sb3_acktr.kfac.inverse import (
 INVERSE_METHODS = ("cholesky", "eigen")
 TRUST_REGIONS = ("joint", "per_group")
 LOSS_REDUCTIONS = ("mean", "sum")
+#: The options a parameter group may set, with their ranges (low, high, whether low is excluded) and a hint: checked
+#: for the defaults and every group at construction, and for every group at each step() (they may be set later)
+GROUP_OPTIONS: dict[str, tuple[float, float, bool, str]] = {
+    "lr": (0.0, math.inf, False, "Try 0.25 (SB2's default)."),
+    "momentum": (0.0, 1.0, False, "Try 0.9 (SB2's default)."),
+    "kfac_clip": (0.0, math.inf, True, "Try 0.001 (SB2's default)."),
+    "damping": (0.0, math.inf, True, "Try 0.01 (SB2's default)."),
+    "stats_decay": (0.0, 1.0, False, "Try 0.99 (SB2's default)."),
+}
 
 
 @dataclass(eq=False)
@@ -147,11 +156,8 @@ class KFAC(th.optim.Optimizer):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"KFAC needs the nn.Module it optimizes, got {type(model).__name__}.")
-        check_number("lr", lr, 0.0, hint="Try 0.25 (SB2's default).")
-        check_number("momentum", momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
-        check_number("kfac_clip", kfac_clip, 0.0, low_open=True, hint="Try 0.001 (SB2's default).")
-        check_number("damping", damping, 0.0, low_open=True, hint="Try 0.01 (SB2's default).")
-        check_number("stats_decay", stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
+        defaults = dict(lr=lr, momentum=momentum, kfac_clip=kfac_clip, damping=damping, stats_decay=stats_decay)
+        self._check_group_options(defaults)
         check_interval("inverse_interval", inverse_interval, "Try 10.")
         check_interval("stats_interval", stats_interval, "Try 1.")
         if stats_samples is not None:
@@ -175,8 +181,9 @@ class KFAC(th.optim.Optimizer):
         covered = {id(p) for layer in self.layers for p in (layer.weight, layer.bias) if p is not None}
         self.fallback_params = [param for param in trainable if id(param) not in covered]
         groups = self._check_param_groups(param_groups, trainable)
-        defaults = dict(lr=lr, momentum=momentum, kfac_clip=kfac_clip, damping=damping, stats_decay=stats_decay)
         super().__init__(groups, defaults)
+        for index, group in enumerate(self.param_groups):
+            self._check_group_options(group, f"param_groups[{index}]")
         self._layer_of_weight = {id(layer.weight): layer for layer in self.layers}
         self._fallback_ids = {id(param) for param in self.fallback_params}
         self._group_index = {id(param): index for index, group in enumerate(self.param_groups) for param in group["params"]}
@@ -274,6 +281,13 @@ class KFAC(th.optim.Optimizer):
             if layer.bias is not None and group_of[id(layer.bias)] != group_of[id(layer.weight)]:
                 raise ValueError(f"The weight and bias of layer '{layer.name}' must be in the same parameter group.")
         return groups
+
+    @staticmethod
+    def _check_group_options(options: dict[str, Any], where: str = "") -> None:
+        """Raise a ValueError naming the option (``lr`` or ``param_groups[i]['lr']``) unless each is in its range."""
+        for name, (low, high, low_open, hint) in GROUP_OPTIONS.items():
+            label = f"{where}[{name!r}]" if where else name
+            check_number(label, options[name], low, high, low_open=low_open, hint=hint)
 
     @property
     def curvature_update_due(self) -> bool:
@@ -487,6 +501,8 @@ class KFAC(th.optim.Optimizer):
         if closure is not None:
             with th.enable_grad():
                 loss = closure()
+        for index, group in enumerate(self.param_groups):
+            self._check_group_options(group, f"param_groups[{index}]")
         refresh = self.steps % self.inverse_interval == 0
         self.steps += 1
         self.last_step_info = []
@@ -502,18 +518,49 @@ class KFAC(th.optim.Optimizer):
             )
             return loss
         nus = self._trust_region_scales(vgs)
-        for group, updates, vg, nu in zip(self.param_groups, group_updates, vgs, nus, strict=True):
+        # The new momentum buffers (baselines: buf <- m·buf + ν·Δ), checked before any weight moves
+        buffers = [
+            [
+                (
+                    delta * nu
+                    if "momentum_buffer" not in self.state[param]
+                    else th.add(self.state[param]["momentum_buffer"] * group["momentum"], delta, alpha=nu)
+                )
+                for param, _, delta in updates
+            ]
+            for group, updates, nu in zip(self.param_groups, group_updates, nus, strict=True)
+        ]
+        flat = [buffer for group_buffers in buffers for buffer in group_buffers]
+        if flat and not bool(th.stack(th._foreach_norm(flat)).isfinite().all()):
+            self._skip_non_finite_momentum()
+            return loss
+        for group, updates, group_buffers, vg, nu in zip(self.param_groups, group_updates, buffers, vgs, nus, strict=True):
             lr, momentum = group["lr"], group["momentum"]
-            for param, _, delta in updates:
-                state = self.state[param]
-                if "momentum_buffer" in state:
-                    state["momentum_buffer"].mul_(momentum).add_(delta, alpha=nu)
-                else:
-                    state["momentum_buffer"] = delta * nu
-                param.add_(state["momentum_buffer"], alpha=-lr * (1 - momentum))
+            for (param, _, _), buffer in zip(updates, group_buffers, strict=True):
+                self.state[param]["momentum_buffer"] = buffer
+                # θ <- θ - lr·(1 - m)·buf
+                param.add_(buffer, alpha=-lr * (1 - momentum))
             quadratic_kl = 0.5 * (lr * nu) ** 2 * max(vg, 0.0)
             self.last_step_info.append({"nu": nu, "vg": vg, "quadratic_kl": quadratic_kl})
         return loss
+
+    def _skip_non_finite_momentum(self) -> None:
+        """Skip a step whose update is not finite although Δ is: drop the damaged momentum buffers, count the skip."""
+        self.skipped_steps += 1
+        damaged = [
+            param
+            for group in self.param_groups
+            for param in group["params"]
+            if "momentum_buffer" in self.state[param] and not bool(self.state[param]["momentum_buffer"].isfinite().all())
+        ]
+        for param in damaged:
+            del self.state[param]["momentum_buffer"]
+        warnings.warn(
+            f"KFAC: non-finite update (the momentum buffers of {len(damaged)} parameters hold NaN/inf, or the step "
+            f"overflowed); this update is skipped and the weights are unchanged ({self.skipped_steps} skipped so far). "
+            "The damaged momentum buffers are reset, so the next step starts their momentum afresh.",
+            RuntimeWarning,
+        )
 
     def _trust_region_scales(self, vgs: list[float]) -> list[float]:
         """ν = min(1, √(kfac_clip / Σ lr²·Δᵀ∇)), jointly or per group (ACKTR paper sec. 3.2)."""

@@ -396,3 +396,51 @@ def test_supervised_classifier_learns():
         logits = model(x)
     assert F.cross_entropy(logits, y).item() < 0.5 * initial_loss
     assert (logits.argmax(dim=1) == y).float().mean() > 0.85
+
+
+def small_classifier_step(optimizer: KFAC, model: nn.Module, seed: int = 0) -> None:
+    """One curvature update and one gradient of the training loss (no step)."""
+    x, y = make_batch(seed)
+    fisher_then_gradient(optimizer, model, x, y)
+
+
+@pytest.mark.parametrize("option", ["lr", "momentum", "kfac_clip", "damping", "stats_decay"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_bad_per_group_option_is_rejected_at_construction_and_at_step(option, value):
+    model = nn.Sequential(nn.Linear(4, 3)).double()
+    message = rf"param_groups\[0\]\['{option}'\] must be in .*, got {value!r}"
+    with pytest.raises(ValueError, match=message):
+        KFAC(model, param_groups=[{"params": list(model.parameters()), option: value}])
+    # Set after construction: step() refuses it before any weight moves
+    optimizer = KFAC(model)
+    small_classifier_step(optimizer, model)
+    before = [param.detach().clone() for param in model.parameters()]
+    optimizer.param_groups[0][option] = value
+    with pytest.raises(ValueError, match=message):
+        optimizer.step()
+    assert all(th.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_momentum_buffer_is_reset_not_applied(bad):
+    """A damaged momentum buffer never reaches the weights: the step is skipped and counted, the buffer dropped, and
+    the next step proceeds from fresh momentum."""
+    th.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3)).double()
+    optimizer = KFAC(model)
+    small_classifier_step(optimizer, model)
+    optimizer.step()
+    weight = model[0].weight
+    optimizer.state[weight]["momentum_buffer"][0, 0] = bad
+    small_classifier_step(optimizer, model, seed=1)
+    before = [param.detach().clone() for param in model.parameters()]
+    with pytest.warns(RuntimeWarning, match=r"non-finite update \(the momentum buffers of 1 parameters hold NaN/inf"):
+        optimizer.step()
+    assert optimizer.skipped_steps == 1
+    assert all(th.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert "momentum_buffer" not in optimizer.state[weight] and "momentum_buffer" in optimizer.state[model[0].bias]
+    small_classifier_step(optimizer, model, seed=2)
+    optimizer.step()
+    assert optimizer.skipped_steps == 1
+    assert all(th.isfinite(param).all() for param in model.parameters())
+    assert not th.equal(before[0], weight)
