@@ -102,7 +102,7 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
             values, _, _ = policy.evaluate_actions(observations, actions)
         records = [(layer, inputs, output) for layer in optimizer.layers for inputs, output in layer.records]
         for layer in optimizer.layers:
-            layer.records = []
+            layer.records, layer.versions = [], []
         return values.flatten(), records
 
     result["ACKTR forward with recording hooks"] = median_time(recorded_forward, repeats)

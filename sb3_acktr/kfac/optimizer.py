@@ -51,6 +51,8 @@ class _Layer:
     #: Form of the factors of a weight-sharing layer: "expand" or "reduce" (see sb3_acktr.kfac.factors)
     weight_sharing: str = "expand"
     records: list[tuple[th.Tensor, th.Tensor]] = field(default_factory=list)
+    #: The version counters of each record's input and output when it was recorded (in-place changes show there)
+    versions: list[tuple[int, int]] = field(default_factory=list)
 
 
 class KFAC(th.optim.Optimizer):
@@ -310,7 +312,7 @@ class KFAC(th.optim.Optimizer):
             yield
             return
         for layer in self.layers:
-            layer.records = []
+            layer.records, layer.versions = [], []
         handles = [layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers]
         try:
             yield
@@ -323,6 +325,7 @@ class KFAC(th.optim.Optimizer):
         def record(module: nn.Module, inputs: tuple[Any, ...], output: th.Tensor) -> None:
             if output.requires_grad:
                 layer.records.append((inputs[0].detach(), output))
+                layer.versions.append((inputs[0]._version, output._version))
 
         return record
 
@@ -337,9 +340,10 @@ class KFAC(th.optim.Optimizer):
         :param fisher_loss: Scalar negative log-likelihood of model-sampled targets (see ``loss_reduction``)
         :param retain_graph: Keep the graph for the training loss's backward pass
         """
+        self._check_not_modified_in_place()
         records = [(layer, inputs, output) for layer in self.layers for inputs, output in layer.records]
         for layer in self.layers:
-            layer.records = []
+            layer.records, layer.versions = [], []
         if not records:
             raise RuntimeError(
                 "KFAC.update_curvature: no forward pass was recorded. Run the model's forward pass inside "
@@ -381,6 +385,29 @@ class KFAC(th.optim.Optimizer):
                 # One draw of N·(∇L_F)² per update (a χ²₁-like estimate): average the first ones plainly
                 self._running_average(param, {"fisher_diag": diagonal}, warm_up=True)
         self.curvature_updates += 1
+
+    def _check_not_modified_in_place(self) -> None:
+        """
+        Raise if a recorded input or output was changed in place after the forward pass saw it: A would be built
+        from the changed input, and G from the gradient with respect to the changed output (after an
+        ``nn.ReLU(inplace=True)``, ∂L/∂relu(h) instead of ∂L/∂h).
+        """
+        for layer in self.layers:
+            for (inputs, output), (input_version, output_version) in zip(layer.records, layer.versions, strict=True):
+                changed = [
+                    name
+                    for name, tensor, version in (("output", output, output_version), ("input", inputs, input_version))
+                    if tensor._version != version
+                ]
+                if changed:
+                    for other in self.layers:
+                        other.records, other.versions = [], []
+                    raise RuntimeError(
+                        f"KFAC: the {' and '.join(changed)} of layer '{layer.name}' was modified in place after the layer "
+                        "used it (e.g. by nn.ReLU(inplace=True) or another in-place operation), so its Kronecker factors "
+                        "would be wrong. Use out-of-place operations (inplace=False) on the tensors that flow in and out "
+                        "of nn.Linear and nn.Conv2d layers."
+                    )
 
     @staticmethod
     def _subsample(

@@ -338,3 +338,46 @@ def test_mean_patches_without_extracting_them(config):
     conv = nn.Conv2d(2, 3, **config).double()
     x = th.randn(3, 2, 13, 11, dtype=th.float64)
     th.testing.assert_close(conv2d_mean_patches(conv, x), conv2d_patches(conv, x).mean(dim=1))
+
+
+def vgg_block(inplace: bool) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.ReLU(inplace=inplace),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(inplace=inplace),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 3),
+    ).double()
+
+
+def test_in_place_activation_is_refused():
+    """nn.ReLU(inplace=True) overwrites the convolution's output: G would be built from ∂L/∂relu(h), not ∂L/∂h."""
+    th.manual_seed(13)
+    model = vgg_block(inplace=True)
+    x, targets = th.randn(4, 2, 6, 6, dtype=th.float64), th.randint(0, 3, (4,))
+    optimizer = KFAC(model)
+    with optimizer.record_curvature():
+        logits = model(x)
+    with pytest.raises(RuntimeError, match=r"the output of layer '0' was modified in place .* \(inplace=False\)"):
+        optimizer.update_curvature(F.cross_entropy(logits, targets))
+    assert optimizer.curvature_updates == 0 and "A" not in optimizer.state[model[0].weight]
+    # The same network without in-place activations: factors as their definition gives them
+    reference = vgg_block(inplace=False)
+    reference.load_state_dict(model.state_dict())
+    state = curvature_from_optimizer(reference, x, targets).state[reference[2].weight]
+    grads = per_sample_output_grads(reference, reference[2], x, targets)
+    gamma = sum(th.einsum("ct,dt->cd", g.reshape(4, -1), g.reshape(4, -1)) for g in grads) / (4 * 36)
+    th.testing.assert_close(state["G"], gamma)
+
+
+def test_input_modified_in_place_is_refused():
+    layer = nn.Linear(3, 2)
+    optimizer = KFAC(layer)
+    x = th.randn(5, 3)
+    with optimizer.record_curvature():
+        output = layer(x)
+    x.mul_(4.0)  # A would be built from the changed input
+    with pytest.raises(RuntimeError, match=r"the input of layer '' was modified in place"):
+        optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
