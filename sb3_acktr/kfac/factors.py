@@ -8,8 +8,10 @@ Conventions (written once here, tested in ``tests/kfac/test_factors.py``):
 * ``ā`` is the layer input with a 1 appended (homogeneous coordinate), ``g`` the *per-sample* gradient of
   the Fisher loss with respect to the layer's output (pre-activation). The Fisher loss is assumed to be a
   mean over the batch (``loss_reduction="mean"``), so ``g = N · grad_output``; with ``"sum"``, ``g = grad_output``.
-* ``nn.Linear`` (Martens & Grosse 2015, eq. 1): ``A = (1/R) Σ_r ā_r ā_rᵀ`` and ``G = (1/R) Σ_r g_r g_rᵀ`` over
-  the R rows of the input (R = N for a 2D input; extra leading dimensions count as extra rows).
+* ``nn.Linear`` (Martens & Grosse 2015, eq. 1): ``A = (1/N) Σ_n ā_n ā_nᵀ`` and ``G = (1/N) Σ_n g_n g_nᵀ`` over the
+  N samples. An input with extra leading dimensions (``N × S × features``) applies the weight at S positions per
+  sample, as a convolution does, and gets the expand form below: ``A = (1/N) Σ_n Σ_s ā ā ᵀ``,
+  ``G = (1/(N·S)) Σ_n Σ_s g gᵀ``, the factors of the equivalent 1×1 ``Conv2d``.
 * ``nn.Conv2d`` applies one weight at T output positions (weight sharing). Two forms (Eschenhagen et al. 2023,
   "Kronecker-Factored Approximate Curvature for Modern Neural Network Architectures", sec. 3):
 
@@ -130,10 +132,21 @@ def layer_input_rows(module: nn.Module, x: th.Tensor) -> tuple[th.Tensor, int]:
         rows = patches.reshape(-1, patches.shape[-1])
     else:
         rows = x.reshape(-1, x.shape[-1])
-        n_samples = rows.shape[0]
+        n_samples = linear_samples(x)
     if module.bias is not None:
         rows = append_bias_ones(rows)
     return rows, n_samples
+
+
+def linear_samples(x: th.Tensor) -> int:
+    """
+    The number of samples in an ``nn.Linear`` input: its first dimension; further leading dimensions are positions
+    sharing the weight (see the module docstring), and an unbatched vector is one sample.
+
+    :param x: The layer's input
+    :return: N
+    """
+    return x.shape[0] if x.dim() >= 2 else 1
 
 
 def bias_bordered(total: th.Tensor, sums: th.Tensor, n_rows: int) -> th.Tensor:
@@ -177,9 +190,10 @@ def input_second_moment(
     # One row per sample (reduce: its mean patch), or per input row of a Linear
     rows = conv2d_mean_patches(module, x) if isinstance(module, nn.Conv2d) else x.reshape(-1, x.shape[-1])
     total = rows.t() @ rows
+    n_samples = rows.shape[0] if isinstance(module, nn.Conv2d) else linear_samples(x)
     if module.bias is None:
-        return total, rows.shape[0]
-    return bias_bordered(total, rows.sum(dim=0), rows.shape[0]), rows.shape[0]
+        return total, n_samples
+    return bias_bordered(total, rows.sum(dim=0), rows.shape[0]), n_samples
 
 
 def expanded_patch_moment(module: nn.Conv2d, x: th.Tensor, chunk_size: int = 64) -> tuple[th.Tensor, int]:

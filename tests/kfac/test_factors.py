@@ -381,3 +381,32 @@ def test_input_modified_in_place_is_refused():
     x.mul_(4.0)  # A would be built from the changed input
     with pytest.raises(RuntimeError, match=r"the input of layer '' was modified in place"):
         optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_on_positions_has_the_factors_of_a_1x1_convolution(bias):
+    """A Linear on (N, S, features) shares its weight over S positions per sample, as a 1x1 Conv2d on
+    (N, features, S, 1): the same expand-form factors (checked against loops by the convolution tests)."""
+    th.manual_seed(14)
+    linear = nn.Linear(4, 3, bias=bias).double()
+    conv = nn.Conv2d(4, 3, kernel_size=1, bias=bias).double()
+    conv.weight.data.copy_(linear.weight.data[:, :, None, None])
+    if bias:
+        conv.bias.data.copy_(linear.bias.data)
+    x = th.randn(5, 6, 4, dtype=th.float64)
+    targets = th.randint(0, 3, (5,))
+    head = nn.Linear(6 * 3, 3).double()
+    linear_model = nn.Sequential(linear, nn.Tanh(), nn.Flatten(), head)
+    conv_model = nn.Sequential(conv, nn.Tanh(), Permute(), nn.Flatten(), head)
+    th.testing.assert_close(linear_model(x), conv_model(x.transpose(1, 2)[..., None]))
+    linear_state = curvature_from_optimizer(linear_model, x, targets).state[linear.weight]
+    conv_state = curvature_from_optimizer(conv_model, x.transpose(1, 2)[..., None], targets).state[conv.weight]
+    th.testing.assert_close(linear_state["A"], conv_state["A"])
+    th.testing.assert_close(linear_state["G"], conv_state["G"])
+
+
+class Permute(nn.Module):
+    """(N, out, S, 1) -> (N, S, out), the layout of the Linear's output."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return x[..., 0].transpose(1, 2)
