@@ -186,9 +186,7 @@ class KFAC(th.optim.Optimizer):
         super().__init__(groups, defaults)
         for index, group in enumerate(self.param_groups):
             self._check_group_options(group, f"param_groups[{index}]")
-        self._layer_of_weight = {id(layer.weight): layer for layer in self.layers}
-        self._fallback_ids = {id(param) for param in self.fallback_params}
-        self._group_index = {id(param): index for index, group in enumerate(self.param_groups) for param in group["params"]}
+        self._index_parameters()
         # Counters, saved by state_dict() under the key "kfac"
         self.steps = 0
         self.curvature_updates = 0
@@ -196,6 +194,27 @@ class KFAC(th.optim.Optimizer):
         self.skipped_curvature_updates = 0
         #: Trust-region figures of the last step(), per group: nu, vg (Δᵀ∇), quadratic_kl
         self.last_step_info: list[dict[str, float]] = []
+
+    def _index_parameters(self) -> None:
+        """The lookups by parameter identity (``id``), rebuilt whenever the parameters are new objects (a copy)."""
+        self._layer_of_weight = {id(layer.weight): layer for layer in self.layers}
+        self._fallback_ids = {id(param) for param in self.fallback_params}
+        self._group_index = {id(param): index for index, group in enumerate(self.param_groups) for param in group["params"]}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """
+        Everything but the lookups by ``id``, for ``copy.deepcopy`` and pickle (torch's keeps only the state, the
+        groups and the defaults, which would lose the model, the layers and the counters).
+        """
+        return {
+            key: value
+            for key, value in self.__dict__.items()
+            if key not in ("_layer_of_weight", "_fallback_ids", "_group_index")
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._index_parameters()
 
     @staticmethod
     def _find_layers(model: nn.Module) -> list[_Layer]:
@@ -266,7 +285,8 @@ class KFAC(th.optim.Optimizer):
         for index, group in enumerate(param_groups):
             if not isinstance(group, dict) or "params" not in group:
                 raise ValueError(f"param_groups[{index}] must be a dict with a 'params' entry, got {group!r}.")
-            params = list(group["params"])
+            # torch also accepts a single tensor
+            params = [group["params"]] if isinstance(group["params"], th.Tensor) else list(group["params"])
             for param in params:
                 if id(param) in group_of:
                     raise ValueError(f"A parameter appears in param_groups[{group_of[id(param)]}] and [{index}].")

@@ -444,3 +444,37 @@ def test_non_finite_momentum_buffer_is_reset_not_applied(bad):
     assert optimizer.skipped_steps == 1
     assert all(th.isfinite(param).all() for param in model.parameters())
     assert not th.equal(before[0], weight)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copies_keep_the_model_layers_and_counters(how):
+    """A copy (with its model, as deepcopy and pickle copy them together) steps as the original does."""
+    import copy
+    import pickle
+
+    th.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    optimizer = KFAC(model)
+    small_classifier_step(optimizer, model)
+    optimizer.step()
+    pair = (model, optimizer)
+    model_copy, optimizer_copy = copy.deepcopy(pair) if how == "deepcopy" else pickle.loads(pickle.dumps(pair))
+    assert optimizer_copy.model is model_copy and optimizer_copy.steps == 1 and optimizer_copy.curvature_updates == 1
+    assert [layer.module for layer in optimizer_copy.layers] == [model_copy[0], model_copy[2]]
+    for current_model, current_optimizer in ((model, optimizer), (model_copy, optimizer_copy)):
+        th.manual_seed(1)
+        small_classifier_step(current_optimizer, current_model, seed=1)
+        current_optimizer.step()
+    for original, copied in zip(model.parameters(), model_copy.parameters(), strict=True):
+        th.testing.assert_close(original, copied, rtol=0, atol=0)
+    assert optimizer_copy.steps == 2
+
+
+def test_params_as_a_single_tensor():
+    """torch accepts {"params": tensor}; so does KFAC, with the layer's weight and bias in one group each."""
+    layer = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="The weight and bias of layer '' must be in the same parameter group"):
+        KFAC(layer, param_groups=[{"params": layer.weight}, {"params": layer.bias}])
+    model = nn.Sequential(nn.Linear(3, 2, bias=False))
+    optimizer = KFAC(model, param_groups=[{"params": model[0].weight, "lr": 0.1}])
+    assert optimizer.param_groups[0]["params"] == [model[0].weight] and optimizer.param_groups[0]["lr"] == 0.1
