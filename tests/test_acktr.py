@@ -10,6 +10,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import SubprocVecEnv
 from torch import nn
 
 from sb3_acktr import ACKTR, KFAC
@@ -325,3 +326,45 @@ def test_rollouts_and_predict_leave_no_hooks():
     model.learn(16)
     model.predict(gym.make("CartPole-v1").reset(seed=0)[0])
     assert all(not module._forward_hooks for module in model.policy.modules())
+
+
+def test_non_actor_critic_policy_is_refused():
+    from stable_baselines3.sac.policies import SACPolicy
+
+    with pytest.raises(TypeError, match=r"ACKTR needs an actor-critic policy .* got SACPolicy"):
+        ACKTR(SACPolicy, "Pendulum-v1")
+
+
+def test_learning_rate_override_shows_at_load(tmp_path):
+    """ACKTR.load(path, learning_rate=...) shows the new rate in the optimizer at once, not after the first update."""
+    ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, learning_rate=0.25).save(tmp_path / "model.zip")
+    model = ACKTR.load(tmp_path / "model.zip", learning_rate=0.1)
+    assert [group["lr"] for group in model.policy.optimizer.param_groups] == [0.1] * len(model.policy.optimizer.param_groups)
+
+
+@pytest.mark.parametrize("log_interval", [0, -1, 1.5])
+def test_bad_log_interval(log_interval):
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8)
+    with pytest.raises(ValueError, match=rf"log_interval must be an integer >= 1, got {log_interval}"):
+        model.learn(16, log_interval=log_interval)
+
+
+class CrashingEnv(IdentityEnv):
+    """Raises on its 5th step, as a buggy environment would."""
+
+    def __init__(self):
+        super().__init__(dim=2)
+        self.calls = 0
+
+    def step(self, action):
+        self.calls += 1
+        if self.calls == 5:
+            raise ValueError("the environment broke")
+        return super().step(action)
+
+
+def test_crashing_subprocess_worker_gives_a_clear_error():
+    env = SubprocVecEnv([CrashingEnv, CrashingEnv], start_method="fork")
+    model = ACKTR("MlpPolicy", env, n_steps=4)
+    with pytest.raises(RuntimeError, match=r"A SubprocVecEnv worker process ended .* DummyVecEnv"):
+        model.learn(64)

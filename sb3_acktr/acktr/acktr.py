@@ -11,6 +11,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import SubprocVecEnv
 from torch import nn
 from torch.nn import functional as F
 
@@ -225,6 +226,11 @@ class ACKTR(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self._check_hyperparameters()
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, ActorCriticPolicy)):
+            raise TypeError(
+                f"ACKTR needs an actor-critic policy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass of SB3's "
+                f"ActorCriticPolicy), got {getattr(self.policy_class, '__name__', self.policy_class)}."
+            )
         super()._setup_model()
         # Built here, not through policy_kwargs: KFAC needs the module, and ACKTR.load() calls _setup_model() again,
         # so hyperparameters overridden at load time take effect. SB3 saves it as "policy.optimizer".
@@ -280,6 +286,7 @@ class ACKTR(OnPolicyAlgorithm):
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
         for group in self.policy.optimizer.param_groups:
             group.update(
+                lr=self.lr_schedule(self._current_progress_remaining),
                 momentum=self.kfac_momentum,
                 kfac_clip=self.kfac_clip,
                 damping=self.kfac_damping,
@@ -457,6 +464,10 @@ class ACKTR(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfACKTR:
+        if log_interval is not None:
+            check_interval(
+                "log_interval", log_interval, "learn() dumps the logs every log_interval updates; None leaves it to callbacks."
+            )
         self._log_interval, self._train_calls = log_interval, 0
         try:
             return super().learn(
@@ -467,6 +478,15 @@ class ACKTR(OnPolicyAlgorithm):
                 reset_num_timesteps=reset_num_timesteps,
                 progress_bar=progress_bar,
             )
+        except EOFError as error:
+            # What SB3 surfaces when a SubprocVecEnv worker died
+            if self.env is not None and isinstance(self.env.unwrapped, SubprocVecEnv):
+                raise RuntimeError(
+                    "A SubprocVecEnv worker process ended (its environment raised an exception, printed above by the "
+                    "worker, or the process was killed): the training env is unusable. Fix the environment, or debug it "
+                    "with DummyVecEnv (vec_env_cls=DummyVecEnv), which raises the environment's own exception."
+                ) from error
+            raise
         finally:
             self._log_interval, self._train_calls = 1, 0
 
