@@ -368,3 +368,25 @@ def test_crashing_subprocess_worker_gives_a_clear_error():
     model = ACKTR("MlpPolicy", env, n_steps=4)
     with pytest.raises(RuntimeError, match=r"A SubprocVecEnv worker process ended .* DummyVecEnv"):
         model.learn(64)
+
+
+def test_vf_fisher_coef_enters_the_critic_fisher_squared():
+    """The critic's block of the Fisher is vf_fisher_coef²·JᵀJ, as the docstring says: with the same batch and the same
+    sampled noise, the value head's G factor grows 4x from coef 1 to coef 2 and 0.25x to coef 0.5; the actor's
+    factors do not move."""
+    factors = {}
+    for coef in (0.5, 1.0, 2.0):
+        model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=16, vf_fisher_coef=coef, seed=0)
+        optimizer = model.policy.optimizer
+        obs = th.as_tensor(np.random.default_rng(0).normal(size=(16, 4)), dtype=th.float32)
+        with optimizer.record_curvature():
+            values, _, _ = model.policy.evaluate_actions(obs, th.zeros(16, dtype=th.long))
+        th.manual_seed(1)
+        optimizer.update_curvature(sum(model._fisher_losses(model.policy.action_dist, values.flatten())))
+        factors[coef] = (
+            optimizer.state[model.policy.value_net.weight]["G"],
+            optimizer.state[model.policy.action_net.weight]["G"],
+        )
+    for coef in (0.5, 2.0):
+        th.testing.assert_close(factors[coef][0], coef**2 * factors[1.0][0])
+        th.testing.assert_close(factors[coef][1], factors[1.0][1])

@@ -49,9 +49,10 @@ class ACKTR(OnPolicyAlgorithm):
         Equivalent to classic advantage (the paper's k-step return) when set to 1.
     :param ent_coef: Entropy coefficient for the loss calculation
     :param vf_coef: Value function coefficient for the loss calculation
-    :param vf_fisher_coef: Weight of the critic's Gauss-Newton term in the Fisher
-        (``-vf_fisher_coef * log N(ṽ; V(s), 1)``). SB2 wrote ``vf_fisher_coef * (V - ṽ)²``, whose value block is
-        4x ours: SB2's 1.0 equals 2.0 here
+    :param vf_fisher_coef: Scale of the critic's Fisher loss ``-vf_fisher_coef * log N(ṽ; V(s), 1)``. It scales the
+        loss whose gradients make the factors, so the critic's block of the Fisher is ``vf_fisher_coef²·JᵀJ`` (the
+        Gauss-Newton matrix of a Gaussian critic with standard deviation ``1 / vf_fisher_coef``). SB2 scaled its loss
+        ``vf_fisher_coef * (V - ṽ)²`` the same way, with a block 4x ours: SB2's 1.0 equals 2.0 here
     :param max_grad_norm: The maximum value for the gradient clipping, applied to the raw gradient before
         preconditioning (``float("inf")`` disables it)
     :param kfac_clip: Trust-region size (SB2's name; 2δ in the ACKTR paper): the step is scaled by
