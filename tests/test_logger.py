@@ -37,6 +37,7 @@ ACKTR_TRAIN_KEYS = [
     "train/exact_kl",
     "train/kfac_skipped_steps",
     "train/kfac_skipped_curvature_updates",
+    "train/kfac_reset_statistics",
 ]
 
 
@@ -182,6 +183,7 @@ def test_acktr_logged_keys(trust_region, env_id):
     assert values["train/learning_rate"] == model.learning_rate
     assert values["train/kfac_skipped_steps"] == 0
     assert values["train/kfac_skipped_curvature_updates"] == 0
+    assert values["train/kfac_reset_statistics"] == 0
     for key in expected_keys:
         assert math.isfinite(values[key]), key
     # The trust region scale(s) are in (0, 1], the quadratic-model KL is within the trust region

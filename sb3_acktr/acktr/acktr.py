@@ -457,6 +457,7 @@ class ACKTR(OnPolicyAlgorithm):
             self.logger.record("train/exact_kl", exact_kl)
         self.logger.record("train/kfac_skipped_steps", optimizer.skipped_steps)
         self.logger.record("train/kfac_skipped_curvature_updates", optimizer.skipped_curvature_updates)
+        self.logger.record("train/kfac_reset_statistics", optimizer.reset_statistics)
         if not optimizer.last_step_info:  # the step was skipped
             return
         info = {

@@ -192,6 +192,8 @@ class KFAC(th.optim.Optimizer):
         self.curvature_updates = 0
         self.skipped_steps = 0
         self.skipped_curvature_updates = 0
+        #: Parameters whose statistics were found damaged (NaN/inf) and reset
+        self.reset_statistics = 0
         #: Trust-region figures of the last step(), per group: nu, vg (Δᵀ∇), quadratic_kl
         self.last_step_info: list[dict[str, float]] = []
 
@@ -494,7 +496,7 @@ class KFAC(th.optim.Optimizer):
         if weight_grad is None and bias_grad is None:
             return None
         state = self.state[layer.weight]
-        if "A" not in state:
+        if "A" not in state and self.curvature_updates + self.skipped_curvature_updates == 0:
             raise RuntimeError(
                 f"KFAC: layer '{layer.name}' has no curvature statistics yet. Call update_curvature() "
                 "(after a forward pass inside record_curvature()) before the first step()."
@@ -505,6 +507,12 @@ class KFAC(th.optim.Optimizer):
             bias_grad = th.zeros_like(layer.module.bias)
         grad = grad_matrix(weight_grad, bias_grad)
         damping = group["damping"]
+        if refresh and "A" in state and not bool(th.stack(th._foreach_norm([state["A"], state["G"]])).isfinite().all()):
+            self._reset_statistics(layer.weight, f"the Kronecker factors of layer '{layer.name}'")
+        if "A" not in state:
+            # No statistics (the first curvature update was skipped, or they were reset): zero factors under damping
+            # give ∇/λ, as the diagonal fallback before its first estimate; the trust region still bounds the step
+            return grad / damping
         if self.inverse_method == "cholesky":
             if refresh or "A_inv" not in state:
                 state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"], damping)
@@ -563,6 +571,7 @@ class KFAC(th.optim.Optimizer):
                 f"are unchanged ({self.skipped_steps} skipped so far). Check the loss and the inputs for NaN/inf.",
                 RuntimeWarning,
             )
+            self._reset_damaged_statistics()
             return loss
         nus = self._trust_region_scales(vgs)
         # The new momentum buffers (baselines: buf <- m·buf + ν·Δ), checked before any weight moves
@@ -590,6 +599,43 @@ class KFAC(th.optim.Optimizer):
             quadratic_kl = 0.5 * (lr * nu) ** 2 * max(vg, 0.0)
             self.last_step_info.append({"nu": nu, "vg": vg, "quadratic_kl": quadratic_kl})
         return loss
+
+    #: The statistics of a parameter, removed together when they are damaged (the counter restarts their average)
+    STATISTICS = (
+        "A",
+        "G",
+        "A_inv",
+        "G_inv",
+        "A_eigenvalues",
+        "A_eigenvectors",
+        "G_eigenvalues",
+        "G_eigenvectors",
+        "fisher_diag",
+        "stats_updates",
+    )
+
+    def _reset_statistics(self, param: th.Tensor, what: str) -> None:
+        """Drop a parameter's damaged curvature statistics, count it and say so; the next curvature update restarts them."""
+        state = self.state[param]
+        for key in self.STATISTICS:
+            state.pop(key, None)
+        self.reset_statistics += 1
+        warnings.warn(
+            f"KFAC: {what} hold NaN/inf; they are reset ({self.reset_statistics} resets so far) and rebuilt by the next "
+            "curvature updates. Until then the parameter steps by ∇/λ inside the trust region.",
+            RuntimeWarning,
+        )
+
+    def _reset_damaged_statistics(self) -> None:
+        """After a non-finite step: reset every statistic holding NaN/inf, so that the next steps are not skipped too."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                state = self.state[param]
+                tensors = [state[key] for key in self.STATISTICS if isinstance(state.get(key), th.Tensor)]
+                if tensors and not bool(th.stack(th._foreach_norm(tensors)).isfinite().all()):
+                    layer = self._layer_of_weight.get(id(param))
+                    what = f"the Kronecker factors of layer '{layer.name}'" if layer else "the diagonal Fisher of a parameter"
+                    self._reset_statistics(param, what)
 
     def _skip_non_finite_momentum(self) -> None:
         """Skip a step whose update is not finite although Δ is: drop the damaged momentum buffers, count the skip."""
@@ -633,6 +679,7 @@ class KFAC(th.optim.Optimizer):
             "curvature_updates": self.curvature_updates,
             "skipped_steps": self.skipped_steps,
             "skipped_curvature_updates": self.skipped_curvature_updates,
+            "reset_statistics": self.reset_statistics,
         }
         return state_dict
 
@@ -663,3 +710,5 @@ class KFAC(th.optim.Optimizer):
         self.curvature_updates = int(counters["curvature_updates"])
         self.skipped_steps = int(counters["skipped_steps"])
         self.skipped_curvature_updates = int(counters["skipped_curvature_updates"])
+        # States saved before the counter existed have none
+        self.reset_statistics = int(counters.get("reset_statistics", 0))

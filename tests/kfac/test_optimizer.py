@@ -478,3 +478,79 @@ def test_params_as_a_single_tensor():
     model = nn.Sequential(nn.Linear(3, 2, bias=False))
     optimizer = KFAC(model, param_groups=[{"params": model[0].weight, "lr": 0.1}])
     assert optimizer.param_groups[0]["params"] == [model[0].weight] and optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_step_after_a_skipped_first_curvature_update_continues():
+    """Inputs of 1e20 overflow the first factors: that update is skipped, and the step goes on with ∇/λ (zero factors
+    under damping) inside the trust region instead of claiming update_curvature() was never called."""
+    x, y = make_batch(20)
+    layer = nn.Linear(4, 3).double()
+    optimizer = KFAC(layer, lr=0.1)
+    with optimizer.record_curvature():
+        logits = layer(x * 1e200)  # float64: the squares overflow
+    with pytest.warns(RuntimeWarning, match="curvature update is skipped"):
+        optimizer.update_curvature(F.cross_entropy(logits, y))
+    optimizer.zero_grad()
+    F.cross_entropy(layer(x), y).backward()
+    before, grad = layer_params(layer), flat_layer_grad(layer)
+    optimizer.step()
+    damping, kfac_clip, lr = 0.01, 0.001, 0.1
+    delta = grad / damping
+    nu = min(1.0, math.sqrt(kfac_clip / (lr**2 * float(delta @ grad))))
+    th.testing.assert_close(layer_params(layer), before - lr * (1 - 0.9) * nu * delta)
+    assert optimizer.skipped_steps == 0 and optimizer.skipped_curvature_updates == 1
+
+
+@pytest.mark.parametrize("inverse_method", ["cholesky", "eigen"])
+@pytest.mark.parametrize("key", ["A", "G"])
+def test_damaged_factor_is_reset_and_training_continues(inverse_method, key):
+    """A NaN in a factor (e.g. from a loaded state) is reset and counted at the next inverse refresh, under both
+    inverse methods, instead of stopping training with a linear-algebra error."""
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    optimizer = KFAC(model, inverse_method=inverse_method, inverse_interval=1)
+    small_classifier_step(optimizer, model)
+    optimizer.step()
+    optimizer.state[model[0].weight][key][0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match=r"the Kronecker factors of layer '0' hold NaN/inf; they are reset"):
+        for seed in range(1, 6):
+            x, y = make_batch(seed)
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()  # no new curvature: the reset layer steps by ∇/λ
+    assert optimizer.reset_statistics == 1 and optimizer.skipped_steps == 0 and optimizer.steps == 6
+    assert all(th.isfinite(param).all() for param in model.parameters())
+    small_classifier_step(optimizer, model, seed=7)  # the next curvature update rebuilds the factors
+    assert th.isfinite(optimizer.state[model[0].weight]["A"]).all()
+
+
+def test_damaged_diagonal_fisher_is_reset_not_skipped_forever():
+    """A NaN in the diagonal Fisher of a free parameter skips one step, is reset and counted; the next steps go on
+    (it used to skip every later step)."""
+    model = WithLogStd()
+    optimizer = KFAC(model)
+    x, y = make_batch(30)
+    fisher_then_gradient(optimizer, model, x, y)
+    optimizer.step()
+    optimizer.state[model.log_std]["fisher_diag"][0] = float("nan")
+    skipped = []
+    with pytest.warns(RuntimeWarning):
+        for seed in range(31, 51):
+            x, y = make_batch(seed)
+            fisher_then_gradient(optimizer, model, x, y)
+            optimizer.step()
+            skipped.append(optimizer.skipped_steps)
+    assert skipped[-1] == 1 and optimizer.reset_statistics == 1
+    assert th.isfinite(optimizer.state[model.log_std]["fisher_diag"]).all()
+    assert all(th.isfinite(param).all() for param in model.parameters())
+
+
+class WithLogStd(nn.Module):
+    """A classifier with a free parameter (on the diagonal fallback), as a Gaussian policy's log_std."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3).double()
+        self.log_std = nn.Parameter(th.zeros(3, dtype=th.float64))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.linear(x) * th.exp(self.log_std)
