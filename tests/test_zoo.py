@@ -193,7 +193,16 @@ def test_unknown_yaml_key_names_the_key(tmp_path):
     result = run(["train", "--algo", "acktr", "--env", "CartPole-v1", "-conf", "conf.yml"], tmp_path, expect_success=False)
     assert result.returncode != 0
     assert "unexpected keyword argument 'kfac_clipp'" in result.stderr
+    assert "check the spelling in conf.yml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_params_key_names_params(tmp_path):
+    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "100", "-params", "n_steps:8", "kfac_clipp:0.01"]
+    result = run(args, tmp_path, expect_success=False)
+    assert result.returncode != 0
+    assert "unexpected keyword argument 'kfac_clipp'" in result.stderr
+    assert "check the spelling in -params" in result.stderr and "acktr.yml" not in result.stderr
 
 
 def test_usage_error(tmp_path):

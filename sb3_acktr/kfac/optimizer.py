@@ -246,6 +246,27 @@ class KFAC(th.optim.Optimizer):
                 f"KFAC found no trainable nn.Linear or nn.Conv2d (groups=1) layer in {type(model).__name__}: "
                 "there is nothing to precondition. Use a first-order optimizer for this model."
             )
+        covered = {id(param): layer.name for layer in layers for param in (layer.weight, layer.bias) if param is not None}
+        on_diagonal = []
+        for name, module in model.named_modules():
+            if any(module is layer.module for layer in layers):
+                continue
+            own = [param for param in module.parameters(recurse=False) if param.requires_grad]
+            tied = [covered[id(param)] for param in own if id(param) in covered]
+            if tied:
+                raise ValueError(
+                    f"KFAC: layer '{tied[0]}' shares a parameter with '{name}' ({type(module).__name__}), e.g. an "
+                    "embedding tied to an output layer: its Kronecker factors would ignore that use. Untie the weights "
+                    "or optimize them with another optimizer."
+                )
+            if own and module is not model and not (isinstance(module, nn.Conv2d) and module.groups != 1):
+                on_diagonal.append(f"'{name}' ({type(module).__name__})")
+        if on_diagonal:
+            warnings.warn(
+                f"KFAC: no Kronecker factors for {', '.join(on_diagonal)} (only nn.Linear and nn.Conv2d with groups=1 "
+                "get them): their parameters use the diagonal Fisher fallback.",
+                UserWarning,
+            )
         return layers
 
     def _set_weight_sharing(self, weight_sharing: str | dict[str, str]) -> None:
@@ -513,16 +534,21 @@ class KFAC(th.optim.Optimizer):
             # No statistics (the first curvature update was skipped, or they were reset): zero factors under damping
             # give ∇/λ, as the diagonal fallback before its first estimate; the trust region still bounds the step
             return grad / damping
+        # Statistics may have another dtype than the weights (a state loaded from a model of another dtype): the
+        # preconditioning runs in A's dtype, the result comes back in the weights'
+        dtype = state["A"].dtype
         if self.inverse_method == "cholesky":
             if refresh or "A_inv" not in state:
-                state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"], damping)
-            return precondition_cholesky(grad, state["A_inv"], state["G_inv"], bias=layer.module.bias is not None)
+                state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"].to(dtype), damping)
+            bias = layer.module.bias is not None
+            delta = precondition_cholesky(grad.to(dtype), state["A_inv"].to(dtype), state["G_inv"].to(dtype), bias=bias)
+            return delta.to(grad.dtype)
         if refresh or "A_eigenvalues" not in state:
             state["A_eigenvalues"], state["A_eigenvectors"] = eigen_decomposition(state["A"])
-            state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"])
-        a_eig = (state["A_eigenvalues"], state["A_eigenvectors"])
-        g_eig = (state["G_eigenvalues"], state["G_eigenvectors"])
-        return precondition_eigen(grad, a_eig, g_eig, damping)
+            state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"].to(dtype))
+        a_eig = (state["A_eigenvalues"].to(dtype), state["A_eigenvectors"].to(dtype))
+        g_eig = (state["G_eigenvalues"].to(dtype), state["G_eigenvectors"].to(dtype))
+        return precondition_eigen(grad.to(dtype), a_eig, g_eig, damping).to(grad.dtype)
 
     def _group_updates(self, group: dict[str, Any], refresh: bool) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
         """``(param, gradient, preconditioned gradient)`` for every parameter of ``group`` with a gradient."""
@@ -541,7 +567,7 @@ class KFAC(th.optim.Optimizer):
             elif id(param) in self._fallback_ids and param.grad is not None:
                 fisher_diag = self.state[param].get("fisher_diag")
                 denominator = group["damping"] if fisher_diag is None else fisher_diag + group["damping"]
-                updates.append((param, param.grad, param.grad / denominator))
+                updates.append((param, param.grad, (param.grad / denominator).to(param.dtype)))
         return updates
 
     @th.no_grad()
@@ -594,8 +620,8 @@ class KFAC(th.optim.Optimizer):
             lr, momentum = group["lr"], group["momentum"]
             for (param, _, _), buffer in zip(updates, group_buffers, strict=True):
                 self.state[param]["momentum_buffer"] = buffer
-                # θ <- θ - lr·(1 - m)·buf
-                param.add_(buffer, alpha=-lr * (1 - momentum))
+                # θ <- θ - lr·(1 - m)·buf (a loaded buffer may have another dtype than the weight)
+                param.add_(buffer.to(param.dtype), alpha=-lr * (1 - momentum))
             quadratic_kl = 0.5 * (lr * nu) ** 2 * max(vg, 0.0)
             self.last_step_info.append({"nu": nu, "vg": vg, "quadratic_kl": quadratic_kl})
         return loss
@@ -683,9 +709,49 @@ class KFAC(th.optim.Optimizer):
         }
         return state_dict
 
+    def _expected_shapes(self, param: th.Tensor) -> dict[str, tuple[int, ...]]:
+        """The shape of each statistic this optimizer keeps for ``param``."""
+        shapes: dict[str, tuple[int, ...]] = {"momentum_buffer": tuple(param.shape), "fisher_diag": tuple(param.shape)}
+        layer = self._layer_of_weight.get(id(param))
+        if layer is not None:
+            a_dim = layer.weight[0].numel() + int(layer.module.bias is not None)
+            g_dim = layer.weight.shape[0]
+            shapes.update(A=(a_dim, a_dim), A_inv=(a_dim, a_dim), A_eigenvectors=(a_dim, a_dim), A_eigenvalues=(a_dim,))
+            shapes.update(G=(g_dim, g_dim), G_inv=(g_dim, g_dim), G_eigenvectors=(g_dim, g_dim), G_eigenvalues=(g_dim,))
+        return shapes
+
+    def _check_loadable(self, state_dict: dict[str, Any]) -> None:
+        """Check a saved state against this optimizer before anything is loaded (a failure leaves it unchanged)."""
+        saved_groups = state_dict["param_groups"]
+        if [len(group["params"]) for group in saved_groups] != [len(group["params"]) for group in self.param_groups]:
+            raise ValueError(
+                "This KFAC state was saved for another model: its parameter groups hold "
+                f"{[len(group['params']) for group in saved_groups]} parameters, this optimizer's "
+                f"{[len(group['params']) for group in self.param_groups]}."
+            )
+        saved_ids = [param_id for group in saved_groups for param_id in group["params"]]
+        param_of = dict(zip(saved_ids, [param for group in self.param_groups for param in group["params"]], strict=True))
+        for param_id, param_state in state_dict["state"].items():
+            param = param_of[param_id]
+            expected = self._expected_shapes(param)
+            for key, value in param_state.items():
+                if not isinstance(value, th.Tensor):
+                    continue
+                if key in expected and tuple(value.shape) != expected[key]:
+                    raise ValueError(
+                        f"This KFAC state was saved for another model: its '{key}' of a parameter of shape "
+                        f"{tuple(param.shape)} has shape {tuple(value.shape)}, expected {expected[key]}."
+                    )
+                if key in expected and not value.is_floating_point():
+                    raise ValueError(
+                        f"This KFAC state's '{key}' holds {value.dtype} values: K-FAC statistics are floating point."
+                    )
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """
-        Load a state saved by :meth:`state_dict`, keeping every tensor's dtype (torch would cast them).
+        Load a state saved by :meth:`state_dict`, keeping every tensor's dtype (torch would cast them). The state is
+        checked first (groups, each statistic's shape and dtype), so a state of another model or dtype raises a
+        ``ValueError`` and leaves this optimizer unchanged.
 
         :param state_dict: The saved state
         """
@@ -693,6 +759,7 @@ class KFAC(th.optim.Optimizer):
         if "kfac" not in state_dict:
             raise ValueError("This is not a KFAC state_dict (no 'kfac' entry): it was saved by another optimizer.")
         counters = state_dict.pop("kfac")
+        self._check_loadable(state_dict)
         dtypes = {
             (param_id, key): value.dtype
             for param_id, param_state in state_dict["state"].items()

@@ -15,6 +15,7 @@ MinAtar games (``--env MinAtar/<Game>-v1``, with the ``minatar`` extra) are regi
 runs (:func:`sb3_acktr.minatar.register_minatar_envs`).
 """
 
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -68,6 +69,26 @@ def _conf_file(args: list[str]) -> str:
     return "rl-zoo's hyperparams/<algo>.yml"
 
 
+def _params(args: list[str]) -> list[str]:
+    """The ``key:value`` items given to rl-zoo's ``-params`` (``--hyperparams``)."""
+    items: list[str] = []
+    for index, arg in enumerate(args):
+        if arg in ("-params", "--hyperparams"):
+            for item in args[index + 1 :]:
+                if item.startswith("-"):
+                    break
+                items.append(item)
+    return items
+
+
+def _source_of(error: TypeError, args: list[str]) -> str:
+    """Where the unexpected keyword argument of ``error`` came from: ``-params`` if given there, else the yaml file."""
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    if match and any(item.split(":", 1)[0] == match.group(1) for item in _params(args)):
+        return "-params"
+    return _conf_file(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Command line: ``python -m sb3_acktr.zoo {train,enjoy,record_video} [rl-zoo arguments]``, and ``results``
@@ -108,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             sys.exit(
                 f"error: {error}. Every hyperparameter (yaml key or -params) that rl-zoo does not consume itself "
-                f"must be an argument of the algorithm's constructor: check the spelling in {_conf_file(args)}."
+                f"must be an argument of the algorithm's constructor: check the spelling in {_source_of(error, args)}."
             )
     elif command == "enjoy":
         from rl_zoo3.enjoy import enjoy

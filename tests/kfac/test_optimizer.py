@@ -554,3 +554,89 @@ class WithLogStd(nn.Module):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         return self.linear(x) * th.exp(self.log_std)
+
+
+class TiedEmbedding(nn.Module):
+    """A language-model head whose output layer shares its weight with the input embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(7, 4)
+        self.output = nn.Linear(4, 7)
+        self.output.weight = self.embedding.weight
+
+    def forward(self, tokens: th.Tensor) -> th.Tensor:
+        return self.output(self.embedding(tokens))
+
+
+def test_weight_tied_to_an_uncovered_layer_is_refused():
+    with pytest.raises(ValueError, match=r"layer 'output' shares a parameter with 'embedding' \(Embedding\)"):
+        KFAC(TiedEmbedding())
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        (nn.LSTM(4, 4, batch_first=True), "LSTM"),
+        (nn.Embedding(4, 4), "Embedding"),
+        (nn.LayerNorm(4), "LayerNorm"),
+        (nn.Conv1d(4, 4, 1), "Conv1d"),
+        (nn.Conv2d(4, 4, 1, groups=2), None),  # has its own warning (groups)
+    ],
+)
+def test_layers_on_the_diagonal_fallback_are_named(module, name):
+    model = nn.Sequential(module, nn.Linear(4, 2))
+    if name is None:
+        with pytest.warns(UserWarning, match="has groups=2; Kronecker factors need groups=1") as record:
+            KFAC(model)
+        assert not [w for w in record if "no Kronecker factors for" in str(w.message)]
+        return
+    with pytest.warns(UserWarning, match=rf"KFAC: no Kronecker factors for '0' \({name}\) .* diagonal Fisher fallback"):
+        KFAC(model)
+
+
+def test_free_parameters_of_the_model_itself_do_not_warn(recwarn):
+    """A Gaussian policy's log_std is a parameter of the model, on the diagonal path by design."""
+    KFAC(WithLogStd())
+    assert not [w for w in recwarn if "no Kronecker factors" in str(w.message)]
+
+
+def trained_state(model: nn.Module) -> dict:
+    optimizer = KFAC(model)
+    small_classifier_step(optimizer, model)
+    optimizer.step()
+    return optimizer.state_dict()
+
+
+def test_state_of_another_architecture_is_refused_before_loading():
+    saved = trained_state(nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double())
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    optimizer = KFAC(model)
+    with pytest.raises(ValueError, match=r"saved for another model: its '[AG]' of a parameter of shape \(6, 4\) has shape"):
+        optimizer.load_state_dict(saved)
+    assert optimizer.steps == 0 and not any(optimizer.state[param] for param in model.parameters())
+    with pytest.raises(ValueError, match=r"saved for another model: its parameter groups hold \[4\] parameters"):
+        KFAC(nn.Sequential(nn.Linear(4, 3)).double()).load_state_dict(saved)
+
+
+def test_state_of_another_dtype_loads_and_steps():
+    """A float64 model's state in a float32 copy: the statistics keep their dtype, and the steps work."""
+    th.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    saved = trained_state(model)
+    single = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    single.load_state_dict(model.state_dict())
+    optimizer = KFAC(single, inverse_interval=1)
+    optimizer.load_state_dict(saved)
+    assert optimizer.state[single[0].weight]["A"].dtype == th.float64
+    for seed in range(4):
+        x, y = make_batch(seed)
+        with optimizer.record_curvature():
+            logits = single(x.float())
+        optimizer.update_curvature(F.cross_entropy(logits, th.distributions.Categorical(logits=logits.detach()).sample()))
+        optimizer.zero_grad()
+        F.cross_entropy(logits, y).backward()
+        optimizer.step()
+    assert optimizer.skipped_steps == 0 and all(
+        param.dtype == th.float32 and th.isfinite(param).all() for param in single.parameters()
+    )
