@@ -220,3 +220,30 @@ def test_cnn_microbenchmark_times_both_forms():
         result["projections"]
     )
     assert "kfac_weight_sharing=reduce" in cnn_tables(result)
+
+
+def write_monitor(path: Path, episodes: list[tuple[float, float, int]]) -> None:
+    """An SB3 Monitor file: a JSON header line, then r, l, t per episode."""
+    lines = ['#{"t_start": 0.0, "env_id": "PongNoFrameskip-v4"}', "r,l,t"]
+    lines += [f"{r},{length},{t}" for t, r, length in episodes]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_training_episodes_counts_the_papers_way(tmp_path):
+    """Episodes of two envs interleave by completion time, a resumed run continues in a second folder, and the count
+    is the episode that completes the first 100-episode window at the threshold."""
+    from training_episodes import summarize
+
+    first, second = tmp_path / "PongNoFrameskip-v4_1", tmp_path / "PongNoFrameskip-v4_2"
+    first.mkdir()
+    second.mkdir()
+    # 120 episodes of return -21 (env 0 at even times, env 1 at odd ones), then 150 of return 21 in the resumed run
+    write_monitor(first / "0.monitor.csv", [(2.0 * i, -21.0, 10) for i in range(60)])
+    write_monitor(first / "1.monitor.csv", [(2.0 * i + 1, -21.0, 10) for i in range(60)])
+    write_monitor(second / "0.monitor.csv", [(float(i), 21.0, 20) for i in range(150)])
+    summary = summarize([first, second], threshold=9.3)
+    assert summary["episodes"] == 270 and summary["steps_in_episodes"] == 120 * 10 + 150 * 20
+    # A window of the last 100 reaches 9.3 once k of them are 21: 21k - 21(100 - k) >= 930 -> k >= 73 (72.1 rounded up)
+    assert summary["episodes_to_threshold"] == 120 + 73
+    assert summary["steps_to_threshold"] == 120 * 10 + 73 * 20
+    assert summary["best_rolling_mean"] == pytest.approx(21.0)
