@@ -10,7 +10,6 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import SubprocVecEnv
 from torch import nn
 
 from sb3_acktr import ACKTR, KFAC
@@ -295,27 +294,6 @@ def test_learning_rate_override_shows_at_load(tmp_path):
     ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, learning_rate=0.25).save(tmp_path / "model.zip")
     model = ACKTR.load(tmp_path / "model.zip", learning_rate=0.1)
     assert [group["lr"] for group in model.policy.optimizer.param_groups] == [0.1] * len(model.policy.optimizer.param_groups)
-
-
-class CrashingEnv(IdentityEnv):
-    """Raises on its 5th step, as a buggy environment would."""
-
-    def __init__(self):
-        super().__init__(dim=2)
-        self.calls = 0
-
-    def step(self, action):
-        self.calls += 1
-        if self.calls == 5:
-            raise ValueError("the environment broke")
-        return super().step(action)
-
-
-def test_crashing_subprocess_worker_gives_a_clear_error():
-    env = SubprocVecEnv([CrashingEnv, CrashingEnv], start_method="fork")
-    model = ACKTR("MlpPolicy", env, n_steps=4)
-    with pytest.raises(RuntimeError, match=r"A SubprocVecEnv worker process ended .* DummyVecEnv"):
-        model.learn(64)
 
 
 def test_vf_fisher_coef_enters_the_critic_fisher_squared():

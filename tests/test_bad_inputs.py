@@ -23,7 +23,7 @@ def acktr(**kwargs) -> Callable[[], object]:
     return lambda: ACKTR("MlpPolicy", "CartPole-v1", **kwargs)
 
 
-def mlp() -> nn.Module:
+def mlp() -> nn.Sequential:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
 
 
@@ -39,7 +39,7 @@ def kfac_group(**options) -> Callable[[], object]:
     return build
 
 
-def kfac_groups(make_groups: Callable[[nn.Module], list]) -> Callable[[], object]:
+def kfac_groups(make_groups: Callable[[nn.Sequential], list]) -> Callable[[], object]:
     def build() -> KFAC:
         model = mlp()
         return KFAC(model, param_groups=make_groups(model))
@@ -163,7 +163,7 @@ CASES = [
     # KFAC's constructor
     (
         "kfac-not-a-module",
-        lambda: KFAC([th.zeros(2, requires_grad=True)]),
+        lambda: KFAC([th.zeros(2, requires_grad=True)]),  # type: ignore[arg-type]
         TypeError,
         r"KFAC needs the nn\.Module it optimizes, got list",
     ),
