@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
+from sb3_acktr.kfac.optimizer import INVERSE_METHODS
 
 SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
 
@@ -214,7 +215,7 @@ class ACKTR(OnPolicyAlgorithm):
         check_number("kfac_damping", self.kfac_damping, 0.0, low_open=True, hint="Try 0.01 (SB2's default).")
         check_number("kfac_stats_decay", self.kfac_stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
         check_number("kfac_momentum", self.kfac_momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
-        check_choice("kfac_inverse_method", self.kfac_inverse_method, ("cholesky", "eigen"))
+        check_choice("kfac_inverse_method", self.kfac_inverse_method, INVERSE_METHODS)
         check_choice("trust_region", self.trust_region, TRUST_REGIONS)
         initial = self.learning_rate(1.0) if callable(self.learning_rate) else self.learning_rate
         if 0 < initial < SMALLEST_USUAL_LEARNING_RATE:
@@ -329,7 +330,7 @@ class ACKTR(OnPolicyAlgorithm):
         """
         Actions drawn from π(·|s) independently for every sample, as ``log_prob`` defines π. gSDE's own ``sample()``
         reuses one exploration matrix for the whole batch, which correlates the samples' scores (the diagonal Fisher
-        of ``log_std`` came out 21-51x its closed form): its per-sample Gaussian is sampled instead.
+        of ``log_std`` came out 21-100x its closed form): its per-sample Gaussian is sampled instead.
 
         :param distribution: The policy's distribution on the batch
         :return: One action per sample
