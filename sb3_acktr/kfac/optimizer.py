@@ -40,6 +40,18 @@ GROUP_OPTIONS: dict[str, tuple[float, float, bool, str]] = {
 }
 
 
+def all_finite(tensors: list[th.Tensor]) -> bool:
+    """
+    Whether every entry of every tensor is finite: one fused norm per tensor and one host sync for all (a NaN or inf
+    entry makes its tensor's norm non-finite; so does a norm overflowing float range, entries beyond ~1e19 in float32,
+    which are as unusable).
+
+    :param tensors: The tensors (at least one)
+    :return: True if all are finite
+    """
+    return bool(th.stack(th._foreach_norm(tensors)).isfinite().all())
+
+
 @dataclass(eq=False)
 class _Layer:
     """A layer with Kronecker factors, and the forward passes recorded for it."""
@@ -412,9 +424,7 @@ class KFAC(th.optim.Optimizer):
                 param: grad.square() * (scale**2 / batch_size) for param, grad in fallback_grads if grad is not None
             }
             tensors = [t for pair in new_factors.values() for t in pair] + list(new_diagonals.values())
-            # One fused reduction and one host sync for all statistics: a NaN or inf entry makes its tensor's norm
-            # non-finite (so would a norm overflowing float range, i.e. entries beyond ~1e19 in float32: as unusable)
-            if not bool(th.stack(th._foreach_norm(tensors)).isfinite().all()):
+            if not all_finite(tensors):
                 self.skipped_curvature_updates += 1
                 warnings.warn(
                     "KFAC: non-finite curvature statistics (NaN/inf in activations or Fisher-loss gradients); "
@@ -528,7 +538,7 @@ class KFAC(th.optim.Optimizer):
             bias_grad = th.zeros_like(layer.module.bias)
         grad = grad_matrix(weight_grad, bias_grad)
         damping = group["damping"]
-        if refresh and "A" in state and not bool(th.stack(th._foreach_norm([state["A"], state["G"]])).isfinite().all()):
+        if refresh and "A" in state and not all_finite([state["A"], state["G"]]):
             self._reset_statistics(layer.weight, f"the Kronecker factors of layer '{layer.name}'")
         if "A" not in state:
             # No statistics (the first curvature update was skipped, or they were reset): zero factors under damping
@@ -606,14 +616,14 @@ class KFAC(th.optim.Optimizer):
                 (
                     delta * nu
                     if "momentum_buffer" not in self.state[param]
-                    else th.add(self.state[param]["momentum_buffer"] * group["momentum"], delta, alpha=nu)
+                    else self.state[param]["momentum_buffer"].mul(group["momentum"]).add_(delta, alpha=nu)
                 )
                 for param, _, delta in updates
             ]
             for group, updates, nu in zip(self.param_groups, group_updates, nus, strict=True)
         ]
         flat = [buffer for group_buffers in buffers for buffer in group_buffers]
-        if flat and not bool(th.stack(th._foreach_norm(flat)).isfinite().all()):
+        if flat and not all_finite(flat):
             self._skip_non_finite_momentum()
             return loss
         for group, updates, group_buffers, vg, nu in zip(self.param_groups, group_updates, buffers, vgs, nus, strict=True):
@@ -658,7 +668,7 @@ class KFAC(th.optim.Optimizer):
             for param in group["params"]:
                 state = self.state[param]
                 tensors = [state[key] for key in self.STATISTICS if isinstance(state.get(key), th.Tensor)]
-                if tensors and not bool(th.stack(th._foreach_norm(tensors)).isfinite().all()):
+                if tensors and not all_finite(tensors):
                     layer = self._layer_of_weight.get(id(param))
                     what = f"the Kronecker factors of layer '{layer.name}'" if layer else "the diagonal Fisher of a parameter"
                     self._reset_statistics(param, what)
