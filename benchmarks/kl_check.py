@@ -13,6 +13,7 @@ fresh step and the two KLs are comparable one to one.
 
     python benchmarks/kl_check.py --env CartPole-v1 --steps 50000
     python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 100000
+    python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 16000 --hyperparams kfac_stats_decay:0.95
     python benchmarks/kl_check.py --quick --out-dir /tmp/kl    # 2k CartPole steps, seconds
 
 Writes ``{out-dir}/{env}.json`` and the plot ``docs/_static/kl_check_{env}.png`` (``--plot-dir`` to change).
@@ -38,6 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import rl_zoo3.import_envs  # noqa: E402, F401  (registers rl-zoo's envs and patches, as rl_zoo3.train does)
 from protocol import DOCS_STATIC  # noqa: E402
 from rl_zoo3.exp_manager import ExperimentManager  # noqa: E402
+from rl_zoo3.utils import StoreDict  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 
@@ -74,7 +76,7 @@ class KLRecorder(BaseCallback):
         return True
 
 
-def run(env_id: str, steps: int, seed: int, momentum: float) -> dict[str, Any]:
+def run(env_id: str, steps: int, seed: int, momentum: float, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     Train ACKTR with the zoo's hyperparameters (``kfac_momentum`` overridden) and record the KLs of every update.
 
@@ -82,6 +84,7 @@ def run(env_id: str, steps: int, seed: int, momentum: float) -> dict[str, Any]:
     :param steps: Environment steps
     :param seed: Seed
     :param momentum: ``kfac_momentum``
+    :param overrides: Other hyperparameters overriding the zoo's (rl-zoo's ``--hyperparams``)
     :return: The hyperparameters used and the per-update KLs
     """
     register()
@@ -95,7 +98,7 @@ def run(env_id: str, steps: int, seed: int, momentum: float) -> dict[str, Any]:
             n_timesteps=steps,
             eval_freq=-1,
             save_freq=-1,
-            hyperparams={"kfac_momentum": momentum},
+            hyperparams={**(overrides or {}), "kfac_momentum": momentum},
             seed=seed,
             verbose=0,
             device="cpu",
@@ -165,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=50_000, help="Environment steps per run (default: 50k)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--momenta", type=float, nargs="+", default=[0.9, 0.0], help="kfac_momentum values (default 0.9 0)")
+    parser.add_argument(
+        "--hyperparams", nargs="+", action=StoreDict, default={}, help="Overrides of the zoo's entry, as rl-zoo's (KEY:VALUE)"
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="Where the json goes")
     parser.add_argument("--plot-dir", type=Path, default=DOCS_STATIC, help="Where the PNG goes")
     parser.add_argument("--quick", action="store_true", help="2,000 CartPole steps: a smoke test")
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.plot_dir == DOCS_STATIC:
             args.plot_dir = args.out_dir
 
-    results = [run(args.env, args.steps, args.seed, momentum) for momentum in args.momenta]
+    results = [run(args.env, args.steps, args.seed, momentum, args.hyperparams) for momentum in args.momenta]
     summaries = [summarise(result) for result in results]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{args.env}.json"

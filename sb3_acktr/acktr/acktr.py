@@ -6,18 +6,23 @@ from typing import Any, ClassVar, TypeVar
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.distributions import Distribution, StateDependentNoiseDistribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
-from stable_baselines3.common.vec_env import SubprocVecEnv
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
+from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_acktr.acktr.distributed import GlobalTimesteps, all_agree, join_torchrun, launched_by_torchrun
 from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
+from sb3_acktr.kfac.distributed import check_same_on_all_ranks, default_process_group
 from sb3_acktr.kfac.optimizer import INVERSE_METHODS
 
 SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
@@ -71,6 +76,9 @@ class ACKTR(OnPolicyAlgorithm):
         from layer names of the policy (e.g. ``"features_extractor.cnn.0"``) to forms
     :param kfac_damping: Tikhonov damping λ of K-FAC (factored between the two Kronecker factors)
     :param kfac_stats_decay: Running-average weight of the old K-FAC statistics, in [0, 1)
+    :param kfac_stats_warm_up: Plainly average the first ``1/(1 − kfac_stats_decay)`` batches of Kronecker factors
+        (see :class:`~sb3_acktr.KFAC`'s ``stats_warm_up``): the trust region's quadratic model then predicts the early
+        steps' KL closely, and those steps are smaller. Off by default: the zoo's entries were tuned without it
     :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
     :param kfac_inverse_method: ``"cholesky"`` (factored Tikhonov damping, as the paper) or ``"eigen"``
         (damping added to eigenvalue products, as OpenAI baselines and SB2)
@@ -122,6 +130,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_weight_sharing: str | dict[str, str] = "expand",
         kfac_damping: float = 0.01,
         kfac_stats_decay: float = 0.99,
+        kfac_stats_warm_up: bool = False,
         kfac_momentum: float = 0.9,
         kfac_inverse_method: str = "cholesky",
         trust_region: str = "joint",
@@ -174,6 +183,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_weight_sharing = kfac_weight_sharing
         self.kfac_damping = kfac_damping
         self.kfac_stats_decay = kfac_stats_decay
+        self.kfac_stats_warm_up = kfac_stats_warm_up
         self.kfac_momentum = kfac_momentum
         self.kfac_inverse_method = kfac_inverse_method
         self.trust_region = trust_region
@@ -233,6 +243,10 @@ class ACKTR(OnPolicyAlgorithm):
                 f"ACKTR needs an actor-critic policy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass of SB3's "
                 f"ActorCriticPolicy), got {getattr(self.policy_class, '__name__', self.policy_class)}."
             )
+        if launched_by_torchrun():
+            self.device = join_torchrun(self.device)
+        if self._process_group is not None:
+            check_same_on_all_ranks("ACKTR", self._configuration(), self._process_group)
         super()._setup_model()
         # Built here, not through policy_kwargs: KFAC needs the module, and ACKTR.load() calls _setup_model() again,
         # so hyperparameters overridden at load time take effect. SB3 saves it as "policy.optimizer".
@@ -254,6 +268,7 @@ class ACKTR(OnPolicyAlgorithm):
             kfac_clip=self.kfac_clip,
             damping=self.kfac_damping,
             stats_decay=self.kfac_stats_decay,
+            stats_warm_up=self.kfac_stats_warm_up,
             inverse_interval=self.kfac_update,
             stats_interval=self.kfac_stats_update,
             stats_samples=self.kfac_stats_samples,
@@ -262,6 +277,46 @@ class ACKTR(OnPolicyAlgorithm):
             trust_region="per_group" if self.trust_region == "per_network" else "joint",
             param_groups=param_groups,
         )
+
+    @property
+    def _process_group(self) -> dist.ProcessGroup | None:
+        """The default process group of a data-parallel run (``torchrun``), None in one process."""
+        return default_process_group()
+
+    @property
+    def _rank(self) -> int:
+        return 0 if self._process_group is None else dist.get_rank()
+
+    def _configuration(self) -> dict[str, Any]:
+        """The hyperparameters that must be equal on every rank (K-FAC checks the network and its own options)."""
+        names = (
+            "n_steps", "n_envs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "vf_fisher_coef", "max_grad_norm",
+            "kfac_clip", "kfac_update", "kfac_stats_update", "kfac_stats_samples", "kfac_weight_sharing",
+            "kfac_damping", "kfac_stats_decay", "kfac_stats_warm_up", "kfac_momentum", "kfac_inverse_method",
+            "trust_region", "normalize_advantage", "use_sde", "sde_sample_freq",
+        )  # fmt: skip
+        schedule = self.learning_rate if callable(self.learning_rate) else None
+        return {
+            **{name: getattr(self, name) for name in names},
+            "learning_rate": (schedule(1.0), schedule(0.5), schedule(0.0)) if schedule else self.learning_rate,
+            "policy_class": self.policy_class.__name__ if isinstance(self.policy_class, type) else str(self.policy_class),
+            "observation_space": repr(self.observation_space),
+            "action_space": repr(self.action_space),
+        }
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """
+        Set the seed of the pseudo-random generators (python, numpy, pytorch, gym, action_space).
+
+        In a data-parallel run, rank r uses ``seed + r·n_envs``: its envs get the seeds that envs ``r·n_envs`` to
+        ``(r+1)·n_envs − 1`` of one process with ``world_size·n_envs`` envs would get, so no two ranks replay the
+        same episodes.
+
+        :param seed: The seed (None: unseeded)
+        """
+        if seed is not None and self._rank > 0:
+            seed += self._rank * self.n_envs
+        super().set_random_seed(seed)
 
     def set_parameters(
         self,
@@ -412,6 +467,8 @@ class ACKTR(OnPolicyAlgorithm):
             # Optimization step
             optimizer.zero_grad()
             loss.backward()
+            # The whole batch's gradient (averaged over the ranks of a distributed run) is what gets clipped
+            optimizer.all_reduce_gradients()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             optimizer.step()
 
@@ -507,6 +564,64 @@ class ACKTR(OnPolicyAlgorithm):
             raise
         finally:
             self._log_interval, self._train_calls = 1, 0
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        """
+        SB3's setup, and in a data-parallel run: only rank 0 logs (the others get a logger without outputs and create
+        no tensorboard folder) and runs the callbacks and the progress bar; every rank counts the global steps.
+        """
+        if self._process_group is None:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if self._rank > 0:
+            self._logger, self._custom_logger = Logger(folder=None, output_formats=[]), True
+            callback, progress_bar = None, False
+        given = callback if isinstance(callback, list) else [] if callback is None else [callback]
+        # First in the list, so that every other callback sees the global count
+        callbacks: list[BaseCallback] = [GlobalTimesteps(dist.get_world_size())]
+        callbacks += [c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in given]
+        return super()._setup_learn(total_timesteps, CallbackList(callbacks), reset_num_timesteps, tb_log_name, progress_bar)
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """
+        SB3's rollout collection; in a data-parallel run the ranks then agree whether to go on, so that a callback
+        stopping training on rank 0 stops every rank.
+
+        :param env: The training environment
+        :param callback: Callback that will be called at each step (and at the beginning and end of the rollout)
+        :param rollout_buffer: Buffer to fill with rollouts
+        :param n_rollout_steps: Number of experiences to collect per environment
+        :return: True if function returned with at least `n_rollout_steps` collected, False if callback terminated
+            rollout prematurely.
+        """
+        continue_training = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        if self._process_group is None:
+            return continue_training
+        return all_agree(continue_training, self.device)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """
+        Save all the attributes of the object and the model parameters in a zip-file (SB3's ``save``). In a
+        data-parallel run only rank 0 writes (the ranks hold the same parameters and K-FAC state); the file loads
+        in one process or in another distributed run.
+
+        :param args: ``path``, ``exclude``, ``include``, as SB3's ``save``
+        :param kwargs: The same, by name
+        """
+        if self._rank == 0:
+            super().save(*args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_log_interval", "_train_calls"]

@@ -8,9 +8,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch as th
+from torch import distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
+from sb3_acktr.kfac.distributed import (
+    DISTRIBUTED_INVERSES,
+    all_reduce_mean_,
+    all_reduce_sum,
+    assign_owners,
+    broadcast_parameters_,
+    check_same_on_all_ranks,
+    default_process_group,
+)
 from sb3_acktr.kfac.factors import (
     SUPPORTED_MODULES,
     WEIGHT_SHARING_FORMS,
@@ -27,6 +38,11 @@ from sb3_acktr.kfac.inverse import (
 )
 
 INVERSE_METHODS = ("cholesky", "eigen")
+#: The state entries holding a layer's damped inverses, for each inverse method
+INVERSE_KEYS = {
+    "cholesky": ("A_inv", "G_inv"),
+    "eigen": ("A_eigenvalues", "A_eigenvectors", "G_eigenvalues", "G_eigenvectors"),
+}
 TRUST_REGIONS = ("joint", "per_group")
 LOSS_REDUCTIONS = ("mean", "sum")
 #: The options a parameter group may set, with their ranges (low, high, whether low is excluded) and a hint: checked
@@ -126,8 +142,13 @@ class KFAC(th.optim.Optimizer):
     :param damping: Tikhonov damping λ > 0. In the factored (Cholesky) form it is split between the factors
         (π√λ on A, √λ/π on G), which is not the same regulariser as SB2's λ added to eigenvalue products
     :param stats_decay: Running-average weight ε in [0, 1) of the old statistics: ``A ← ε·A + (1−ε)·A_batch``
-        (the first batch initialises the factors). The diagonal fallback, a single noisy draw per update, uses
-        ``ε_k = min(ε, 1 − 1/k)`` at its k-th update: its first ``1/(1−ε)`` estimates are plainly averaged
+        (the first batch initialises the factors). The diagonal fallback, a single noisy draw per update, always
+        warms up: ``ε_k = min(ε, 1 − 1/k)`` at its k-th update, so its first ``1/(1−ε)`` estimates are plainly
+        averaged
+    :param stats_warm_up: Warm the Kronecker factors up the same way (SB2's ``cold_iter`` averaged its first batches
+        plainly too). Without it the first batch keeps weight ε^k, and where the Fisher grows from a tiny start (SB3's
+        0.01-gain action head) the factors lag it: the trust region's quadratic model then under-predicts the
+        early steps' KL (about 2x on CartPole, 0.95-1.2x with the warm-up), which also makes those steps larger
     :param inverse_interval: Recompute the damped inverses every this many steps (SB2's ``kfac_update``)
     :param stats_interval: :attr:`curvature_update_due` is True every this many steps, telling callers such as
         ACKTR when to record curvature
@@ -149,6 +170,18 @@ class KFAC(th.optim.Optimizer):
     :param param_groups: Optional parameter groups (dicts with ``"params"`` and per-group options such as
         ``"lr"``, ``"kfac_clip"``, ``"name"``) that partition the model's trainable parameters; a layer's
         weight and bias must be in the same group. Default: one group with every trainable parameter
+    :param process_group: The ``torch.distributed`` process group of a data-parallel run (default: the world group,
+        if ``torch.distributed`` is initialised with more than one rank; a group of one rank is the single-process
+        case). Then the batch factors and the diagonal Fisher's gradients are summed over the ranks, weighted by
+        their sample counts (the statistics of the union of the ranks' batches), and ``step()`` averages the
+        gradients over the ranks unless ``model`` is a ``DistributedDataParallel`` (which already did). The
+        parameters are broadcast from the group's first rank at construction, and the configuration is checked to
+        be the same on every rank (a ``ValueError`` names what differs); ν, the steps and the momentum are then
+        identical on every rank, so the parameters never diverge. Every rank must call ``update_curvature()`` and
+        ``step()`` together, on batches of the same structure
+    :param distributed_inverses: In a data-parallel run, ``"all_ranks"`` computes every damped inverse on every rank
+        (no communication) and ``"one_rank"`` computes each layer's on one rank (assigned by cost, d³ + o³) and
+        shares them in one collective (1/N of the compute, the inverses' size in communication)
     """
 
     def __init__(
@@ -159,6 +192,7 @@ class KFAC(th.optim.Optimizer):
         kfac_clip: float = 0.001,
         damping: float = 0.01,
         stats_decay: float = 0.99,
+        stats_warm_up: bool = False,
         inverse_interval: int = 10,
         stats_interval: int = 1,
         stats_samples: int | None = None,
@@ -167,6 +201,8 @@ class KFAC(th.optim.Optimizer):
         weight_sharing: str | dict[str, str] = "expand",
         loss_reduction: str = "mean",
         param_groups: list[dict[str, Any]] | None = None,
+        process_group: dist.ProcessGroup | None = None,
+        distributed_inverses: str = "all_ranks",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"KFAC needs the nn.Module it optimizes, got {type(model).__name__}.")
@@ -179,8 +215,12 @@ class KFAC(th.optim.Optimizer):
         check_choice("inverse_method", inverse_method, INVERSE_METHODS)
         check_choice("trust_region", trust_region, TRUST_REGIONS)
         check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
+        check_choice("distributed_inverses", distributed_inverses, DISTRIBUTED_INVERSES)
 
+        if not isinstance(stats_warm_up, bool):
+            raise TypeError(f"stats_warm_up must be a bool, got {stats_warm_up!r}.")
         self.model = model
+        self.stats_warm_up = stats_warm_up
         self.inverse_interval = inverse_interval
         self.stats_interval = stats_interval
         self.stats_samples = stats_samples
@@ -208,6 +248,45 @@ class KFAC(th.optim.Optimizer):
         self.reset_statistics = 0
         #: Trust-region figures of the last step(), per group: nu, vg (Δᵀ∇), quadratic_kl
         self.last_step_info: list[dict[str, float]] = []
+        self.distributed_inverses = distributed_inverses
+        #: Whether all_reduce_gradients() ran since the last step()
+        self._gradients_averaged = False
+        self._join_process_group(process_group)
+
+    def _join_process_group(self, process_group: dist.ProcessGroup | None) -> None:
+        """Check that every rank is configured alike, start from the first rank's parameters, assign the inverses."""
+        if process_group is None:
+            process_group = default_process_group()
+        if process_group is not None and dist.get_world_size(process_group) == 1:
+            process_group = None
+        self.process_group = process_group
+        #: DistributedDataParallel averages the gradients in its backward pass; otherwise step() does
+        self.average_gradients = not isinstance(self.model, DistributedDataParallel)
+        #: The rank computing each layer's inverses (every rank its own under "all_ranks" or outside a distributed run)
+        self._inverse_owner: dict[str, int | None] = dict.fromkeys((layer.name for layer in self.layers), None)
+        if process_group is None:
+            return
+        check_same_on_all_ranks("KFAC", self._configuration(), process_group)
+        if self.average_gradients:
+            broadcast_parameters_([param for group in self.param_groups for param in group["params"]], process_group)
+        if self.distributed_inverses == "one_rank":
+            costs = [float(layer.weight[0].numel() + 1) ** 3 + float(layer.weight.shape[0]) ** 3 for layer in self.layers]
+            owners = assign_owners(costs, dist.get_world_size(process_group))
+            self._inverse_owner = {layer.name: owner for layer, owner in zip(self.layers, owners, strict=True)}
+
+    def _configuration(self) -> dict[str, Any]:
+        """What must be equal on every rank of a distributed run."""
+        options = ("stats_warm_up", "inverse_interval", "stats_interval", "stats_samples", "inverse_method", "trust_region")
+        return {
+            **{name: getattr(self, name) for name in options},
+            "loss_reduction": self.loss_reduction,
+            "distributed_inverses": self.distributed_inverses,
+            "layers": [
+                (layer.name, tuple(layer.weight.shape), layer.bias is not None, layer.weight_sharing) for layer in self.layers
+            ],
+            "parameters": [(tuple(param.shape), str(param.dtype)) for group in self.param_groups for param in group["params"]],
+            "param_groups": [{key: value for key, value in group.items() if key != "params"} for group in self.param_groups],
+        }
 
     def _index_parameters(self) -> None:
         """The lookups by parameter identity (``id``), rebuilt whenever the parameters are new objects (a copy)."""
@@ -223,12 +302,14 @@ class KFAC(th.optim.Optimizer):
         return {
             key: value
             for key, value in self.__dict__.items()
-            if key not in ("_layer_of_weight", "_fallback_ids", "_group_index")
+            if key not in ("_layer_of_weight", "_fallback_ids", "_group_index", "process_group")
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._index_parameters()
+        # A process group cannot be copied: a copy made on every rank joins the default one, as a new KFAC would
+        self.process_group = default_process_group()
 
     @staticmethod
     def _find_layers(model: nn.Module) -> list[_Layer]:
@@ -414,15 +495,22 @@ class KFAC(th.optim.Optimizer):
         scale = batch_size if self.loss_reduction == "mean" else 1
         # Split before subsampling, which replaces `records`
         output_grads: tuple[th.Tensor | None, ...] = grads[: len(records)]
-        fallback_grads = zip(fallback, grads[len(records) :], strict=True)
         with th.no_grad():
+            # Gradients of the Fisher loss summed over the samples, Σ_i g_i, for the diagonal fallback
+            summed_grads = {
+                param: grad * scale for param, grad in zip(fallback, grads[len(records) :], strict=True) if grad is not None
+            }
+            factor_samples = batch_size
             if self.stats_samples is not None and batch_size > self.stats_samples:
                 records, output_grads = self._subsample(records, output_grads, batch_size, self.stats_samples)
+                factor_samples = self.stats_samples
             new_factors = self._batch_factors(records, output_grads, scale)
+            if self.process_group is not None:
+                new_factors, summed_grads, batch_size = self._sum_over_ranks(
+                    new_factors, summed_grads, factor_samples, batch_size
+                )
             # Diagonal Fisher of the other parameters: Var(Σ_i g_i) = N·E[g²] since E[g] = 0 under model samples
-            new_diagonals = {
-                param: grad.square() * (scale**2 / batch_size) for param, grad in fallback_grads if grad is not None
-            }
+            new_diagonals = {param: grad.square() / batch_size for param, grad in summed_grads.items()}
             tensors = [t for pair in new_factors.values() for t in pair] + list(new_diagonals.values())
             if not all_finite(tensors):
                 self.skipped_curvature_updates += 1
@@ -433,11 +521,35 @@ class KFAC(th.optim.Optimizer):
                 )
                 return
             for layer, (a_new, g_new) in new_factors.items():
-                self._running_average(layer.weight, {"A": a_new, "G": g_new})
+                self._running_average(layer.weight, {"A": a_new, "G": g_new}, warm_up=self.stats_warm_up)
             for param, diagonal in new_diagonals.items():
                 # One draw of N·(∇L_F)² per update (a χ²₁-like estimate): average the first ones plainly
                 self._running_average(param, {"fisher_diag": diagonal}, warm_up=True)
         self.curvature_updates += 1
+
+    def _sum_over_ranks(
+        self,
+        new_factors: dict[_Layer, tuple[th.Tensor, th.Tensor]],
+        summed_grads: dict[th.Tensor, th.Tensor],
+        factor_samples: int,
+        batch_size: int,
+    ) -> tuple[dict[_Layer, tuple[th.Tensor, th.Tensor]], dict[th.Tensor, th.Tensor], int]:
+        """
+        The statistics of the union of the ranks' batches, in one collective per dtype: each rank's factors (means
+        over its samples) weighted by its sample count, the summed gradients added, the counts added.
+        """
+        assert self.process_group is not None
+        layers, params = list(new_factors), list(summed_grads)
+        counts = th.tensor([factor_samples, batch_size], dtype=th.float64, device=self.layers[0].weight.device)
+        tensors = [factor * factor_samples for layer in layers for factor in new_factors[layer]]
+        totals = all_reduce_sum([*tensors, *(summed_grads[param] for param in params), counts], self.process_group)
+        total_factor_samples, total_batch_size = (int(count) for count in totals[-1].tolist())
+        factors = {
+            layer: (totals[2 * index] / total_factor_samples, totals[2 * index + 1] / total_factor_samples)
+            for index, layer in enumerate(layers)
+        }
+        grads = dict(zip(params, totals[len(tensors) : len(tensors) + len(params)], strict=True))
+        return factors, grads, total_batch_size
 
     def _check_not_modified_in_place(self) -> None:
         """
@@ -499,12 +611,12 @@ class KFAC(th.optim.Optimizer):
                 sums[layer] = [a_sum, a_norm, g_sum, g_norm]
         return {layer: (a_sum / a_norm, g_sum / g_norm) for layer, (a_sum, a_norm, g_sum, g_norm) in sums.items()}
 
-    def _running_average(self, param: th.Tensor, new: dict[str, th.Tensor], warm_up: bool = False) -> None:
+    def _running_average(self, param: th.Tensor, new: dict[str, th.Tensor], warm_up: bool) -> None:
         """
         ``state[key] ← ε·state[key] + (1 − ε)·new[key]`` (ε = ``stats_decay``); the first value initialises it.
 
-        With ``warm_up``, ``ε_k = min(ε, 1 − 1/k)`` at the parameter's k-th update: a plain average over the first
-        ``1/(1−ε)`` updates, for estimates that are noisy on their own (the diagonal fallback).
+        With ``warm_up``, ``ε_k = min(ε, 1 − 1/k)`` at the parameter's k-th update: a plain average of the first
+        ``1/(1−ε)`` values, then the running average.
         """
         state = self.state[param]
         state["stats_updates"] = state.get("stats_updates", 0) + 1
@@ -520,7 +632,7 @@ class KFAC(th.optim.Optimizer):
     def _group_of(self, param: th.Tensor) -> dict[str, Any]:
         return self.param_groups[self._group_index[id(param)]]
 
-    def _layer_update(self, layer: _Layer, group: dict[str, Any], refresh: bool) -> th.Tensor | None:
+    def _layer_update(self, layer: _Layer, group: dict[str, Any]) -> th.Tensor | None:
         """The preconditioned gradient matrix ``F̂⁻¹[∇W, ∇b]`` of a layer (None if it has no gradient)."""
         weight_grad = layer.weight.grad
         bias_grad = layer.bias.grad if layer.bias is not None else None
@@ -538,8 +650,6 @@ class KFAC(th.optim.Optimizer):
             bias_grad = th.zeros_like(layer.module.bias)
         grad = grad_matrix(weight_grad, bias_grad)
         damping = group["damping"]
-        if refresh and "A" in state and not all_finite([state["A"], state["G"]]):
-            self._reset_statistics(layer.weight, f"the Kronecker factors of layer '{layer.name}'")
         if "A" not in state:
             # No statistics (the first curvature update was skipped, or they were reset): zero factors under damping
             # give ∇/λ, as the diagonal fallback before its first estimate; the trust region still bounds the step
@@ -548,25 +658,80 @@ class KFAC(th.optim.Optimizer):
         # preconditioning runs in A's dtype, the result comes back in the weights'
         dtype = state["A"].dtype
         if self.inverse_method == "cholesky":
-            if refresh or "A_inv" not in state:
-                state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"].to(dtype), damping)
             bias = layer.module.bias is not None
             delta = precondition_cholesky(grad.to(dtype), state["A_inv"].to(dtype), state["G_inv"].to(dtype), bias=bias)
             return delta.to(grad.dtype)
-        if refresh or "A_eigenvalues" not in state:
-            state["A_eigenvalues"], state["A_eigenvectors"] = eigen_decomposition(state["A"])
-            state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"].to(dtype))
         a_eig = (state["A_eigenvalues"].to(dtype), state["A_eigenvectors"].to(dtype))
         g_eig = (state["G_eigenvalues"].to(dtype), state["G_eigenvectors"].to(dtype))
         return precondition_eigen(grad.to(dtype), a_eig, g_eig, damping).to(grad.dtype)
 
-    def _group_updates(self, group: dict[str, Any], refresh: bool) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
+    def all_reduce_gradients(self) -> None:
+        """
+        Average the gradients over the ranks of a data-parallel run, in one collective per dtype (nothing to do in one
+        process, or when ``model`` is a ``DistributedDataParallel``). :meth:`step` does it unless called first: call
+        it yourself before anything that needs the whole batch's gradient, such as ``clip_grad_norm_``.
+        """
+        if self.process_group is not None and self.average_gradients:
+            grads = [param.grad for group in self.param_groups for param in group["params"] if param.grad is not None]
+            if grads:
+                all_reduce_mean_(grads, self.process_group)
+        self._gradients_averaged = True
+
+    def _refresh_inverses(self, refresh: bool) -> None:
+        """
+        Recompute the damped inverses of every layer with statistics if ``refresh``, and of those that have none yet;
+        reset damaged factors first. In a distributed run with ``distributed_inverses="one_rank"``, each layer's
+        owner computes them and one collective shares them (the others contribute zeros to the sum).
+        """
+        keys = INVERSE_KEYS[self.inverse_method]
+        due = []
+        for layer in self.layers:
+            state = self.state[layer.weight]
+            if "A" not in state:
+                continue
+            if refresh and not all_finite([state["A"], state["G"]]):
+                self._reset_statistics(layer.weight, f"the Kronecker factors of layer '{layer.name}'")
+            elif refresh or keys[0] not in state:
+                due.append(layer)
+        rank = None if self.process_group is None else dist.get_rank(self.process_group)
+        for layer in due:
+            if self._inverse_owner[layer.name] in (None, rank):
+                self._compute_inverses(layer)
+        shared = [layer for layer in due if self._inverse_owner[layer.name] is not None]
+        if not shared:
+            return
+        assert self.process_group is not None
+        tensors = []
+        for layer in shared:
+            state = self.state[layer.weight]
+            shapes = self._expected_shapes(layer.weight)
+            mine = self._inverse_owner[layer.name] == rank
+            dtype = state["A"].dtype
+            tensors += [state[key] if mine else th.zeros(shapes[key], dtype=dtype, device=state["A"].device) for key in keys]
+        totals = iter(all_reduce_sum(tensors, self.process_group))
+        for layer in shared:
+            state = self.state[layer.weight]
+            for key in keys:
+                state[key] = next(totals).clone()  # not a view of the collective's buffer, which state_dict() would save
+
+    def _compute_inverses(self, layer: _Layer) -> None:
+        """The damped inverses (or eigen-decompositions) of a layer's factors, in A's dtype."""
+        state = self.state[layer.weight]
+        dtype = state["A"].dtype
+        if self.inverse_method == "cholesky":
+            damping = self._group_of(layer.weight)["damping"]
+            state["A_inv"], state["G_inv"] = cholesky_inverses(state["A"], state["G"].to(dtype), damping)
+        else:
+            state["A_eigenvalues"], state["A_eigenvectors"] = eigen_decomposition(state["A"])
+            state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"].to(dtype))
+
+    def _group_updates(self, group: dict[str, Any]) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
         """``(param, gradient, preconditioned gradient)`` for every parameter of ``group`` with a gradient."""
         updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]] = []
         for param in group["params"]:
             layer = self._layer_of_weight.get(id(param))
             if layer is not None:
-                delta = self._layer_update(layer, group, refresh)
+                delta = self._layer_update(layer, group)
                 if delta is None:
                     continue
                 n_weight = layer.weight[0].numel()
@@ -594,10 +759,13 @@ class KFAC(th.optim.Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             self._check_group_options(group, f"param_groups[{index}]")
-        refresh = self.steps % self.inverse_interval == 0
+        if not self._gradients_averaged:
+            self.all_reduce_gradients()
+        self._gradients_averaged = False
+        self._refresh_inverses(self.steps % self.inverse_interval == 0)
         self.steps += 1
         self.last_step_info = []
-        group_updates = [self._group_updates(group, refresh) for group in self.param_groups]
+        group_updates = [self._group_updates(group) for group in self.param_groups]
         # Δᵀ∇ = ΔᵀF̂Δ per group: the quadratic model of the KL (ACKTR paper sec. 3.2)
         vgs = [sum((float((delta * grad).sum()) for _, grad, delta in updates), 0.0) for updates in group_updates]
         if not all(math.isfinite(vg) for vg in vgs):

@@ -124,22 +124,29 @@ def test_conv2d_patches_reproduce_the_convolution(config):
     th.testing.assert_close(patches @ conv.weight.reshape(4, -1).t() + conv.bias, expected)
 
 
-def test_factors_running_average():
+@pytest.mark.parametrize("warm_up", [False, True])
+def test_factors_running_average(warm_up):
+    """The first batch initialises the factors, later ones are averaged with weight 1 - stats_decay; with the warm-up
+    the first 1/(1 - stats_decay) = 4 batches are plainly averaged first."""
     th.manual_seed(3)
     layer = nn.Linear(3, 2).double()
-    optimizer = KFAC(layer, stats_decay=0.75)
-    batches = [(th.randn(5, 3, dtype=th.float64), th.randint(0, 2, (5,))) for _ in range(3)]
-    expected = None
-    for x, y in batches:
+    optimizer = KFAC(layer, stats_decay=0.75, stats_warm_up=warm_up)
+    batch_as, expected = [], None
+    for k in range(1, 7):
+        x, y = th.randn(5, 3, dtype=th.float64), th.randint(0, 2, (5,))
         with optimizer.record_curvature():
             logits = layer(x)
         optimizer.update_curvature(F.cross_entropy(logits, y))
         a_bar = th.cat([x, th.ones(5, 1, dtype=th.float64)], dim=1)
-        batch_a = a_bar.t() @ a_bar / 5
-        # The first batch initialises the factor, later ones are averaged with weight 1 - stats_decay
-        expected = batch_a if expected is None else 0.75 * expected + 0.25 * batch_a
-    th.testing.assert_close(optimizer.state[layer.weight]["A"], expected)
-    assert optimizer.curvature_updates == 3
+        batch_as.append(a_bar.t() @ a_bar / 5)
+        if k == 1:
+            expected = batch_as[0]
+        elif warm_up and k <= 4:
+            expected = sum(batch_as) / k
+        else:
+            expected = 0.75 * expected + 0.25 * batch_as[-1]
+        th.testing.assert_close(optimizer.state[layer.weight]["A"], expected)
+    assert optimizer.curvature_updates == 6
 
 
 def test_shared_layer_pools_calls():

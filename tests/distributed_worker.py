@@ -1,0 +1,173 @@
+"""
+The programs ``torchrun`` runs for ``tests/test_distributed.py``, one per command, and the single-process references
+they are compared with::
+
+    torchrun --standalone --nproc_per_node 2 tests/distributed_worker.py COMMAND OUT_DIR
+"""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch as th
+from torch import distributed as dist
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_acktr import KFAC
+
+th.set_num_threads(1)
+
+#: The supervised problem: 16 images of 1×5×5, 4 classes, 20 steps
+N_SAMPLES, N_CLASSES, STEPS = 16, 4, 20
+KFAC_OPTIONS = dict(lr=0.1, kfac_clip=0.01, inverse_interval=3)
+
+
+class Classifier(nn.Module):
+    """A convolution, a linear layer (Kronecker factors) and a free temperature (the diagonal fallback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, kernel_size=3)
+        self.linear = nn.Linear(27, N_CLASSES)
+        self.log_temperature = nn.Parameter(th.zeros(1))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.linear(th.tanh(self.conv(x)).flatten(1)) * self.log_temperature.exp()
+
+
+def supervised_data() -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """Inputs, labels, and the Gumbel noise of every step's Fisher targets (so both setups sample the same ones)."""
+    generator = th.Generator().manual_seed(0)
+    x = th.randn(N_SAMPLES, 1, 5, 5, generator=generator)
+    y = th.randint(0, N_CLASSES, (N_SAMPLES,), generator=generator)
+    gumbel = -th.log(-th.log(th.rand(STEPS, N_SAMPLES, N_CLASSES, generator=generator)))
+    return x, y, gumbel
+
+
+def supervised_run(rows: slice, **kfac_options: Any) -> list[dict[str, th.Tensor]]:
+    """
+    Train the classifier with K-FAC on ``rows`` of the batch; after each step, the statistics and parameters.
+
+    :param rows: The samples this process sees (all of them for the single-process reference)
+    :param kfac_options: Options of ``KFAC`` beyond :data:`KFAC_OPTIONS`
+    :return: Per step: ``conv.A``, ``conv.G``, ``conv.A_inv``, ``linear.A``, ..., ``fisher_diag`` and each parameter
+    """
+    th.manual_seed(1)
+    model = Classifier()
+    optimizer = KFAC(model, **KFAC_OPTIONS, **kfac_options)
+    x, y, gumbel = supervised_data()
+    records = []
+    for step in range(STEPS):
+        with optimizer.record_curvature():
+            logits = model(x[rows])
+        targets = (logits.detach() + gumbel[step, rows]).argmax(dim=1)  # Gumbel-max: a sample of the model
+        optimizer.update_curvature(F.cross_entropy(logits, targets))
+        optimizer.zero_grad()
+        F.cross_entropy(logits, y[rows]).backward()
+        optimizer.step()
+        record = {name: param.detach().clone() for name, param in model.named_parameters()}
+        for name in ("conv", "linear"):
+            state = optimizer.state[getattr(model, name).weight]
+            record.update({f"{name}.{key}": state[key].clone() for key in ("A", "G", "A_inv", "G_inv")})
+        record["fisher_diag"] = optimizer.state[model.log_temperature]["fisher_diag"].clone()
+        records.append(record)
+    return records
+
+
+def kfac_equivalence(out_dir: Path) -> None:
+    """Each rank trains on its half of the batch, with each inverse placement; rank r writes ``kfac_{r}.pt``."""
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    half = N_SAMPLES // world_size
+    rows = slice(rank * half, (rank + 1) * half)
+    results = {placement: supervised_run(rows, distributed_inverses=placement) for placement in ("all_ranks", "one_rank")}
+    th.save(results, out_dir / f"kfac_{rank}.pt")
+
+
+def make_acktr(n_envs: int = 4, **kwargs: Any):
+    """ACKTR on CartPole-v1 with the package's yaml entry's hyperparameters, seed 0."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_acktr import ACKTR
+
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
+    return ACKTR("MlpPolicy", env, seed=0, ent_coef=0.0, vf_coef=0.5, **kwargs)
+
+
+def parameter_hash(model: nn.Module) -> str:
+    """A digest of every parameter's bytes: equal digests mean bitwise identical parameters."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def acktr_identical(out_dir: Path) -> None:
+    """50 updates of 2 ranks × 4 envs; rank 0 writes every rank's parameter digest, the step count and the seeds."""
+    model = make_acktr()
+    model.learn(50 * model.n_steps * model.n_envs * dist.get_world_size())
+    hashes: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(hashes, parameter_hash(model.policy))
+    first_obs: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(first_obs, model.rollout_buffer.observations[0].tolist())
+    model.save(out_dir / "model")
+    if dist.get_rank() == 0:
+        summary = {"hashes": hashes, "num_timesteps": model.num_timesteps, "n_updates": model._n_updates}
+        summary["distinct_first_observations"] = len({json.dumps(obs) for obs in first_obs})
+        (out_dir / "acktr.json").write_text(json.dumps(summary))
+
+
+def acktr_learns(out_dir: Path) -> None:
+    """CartPole-v1 with 2 ranks × 4 envs, evaluated on rank 0 every 5k global steps until 475, within 100k steps."""
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = make_acktr()
+    eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=1_000)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=475)
+    per_rank_calls = 5_000 // (model.n_envs * dist.get_world_size())
+    evaluation = EvalCallback(eval_env, callback_on_new_best=stop, eval_freq=per_rank_calls, n_eval_episodes=10)
+    model.learn(100_000, callback=evaluation)
+    if dist.get_rank() == 0:
+        result = {"num_timesteps": model.num_timesteps, "best_mean_reward": float(evaluation.best_mean_reward)}
+        (out_dir / "learn.json").write_text(json.dumps(result))
+
+
+def acktr_rank_killed(out_dir: Path) -> None:
+    """Rank 1 is killed (SIGKILL) before its 5th update; the others must not hang."""
+    model = make_acktr()
+    if dist.get_rank() == 1:
+        train = model.train
+
+        def train_or_die() -> None:
+            if model._n_updates == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+            train()
+
+        model.train = train_or_die  # type: ignore[method-assign]
+    model.learn(100_000)
+
+
+def acktr_mismatch(out_dir: Path) -> None:
+    """Rank 1 asks for another n_steps than rank 0."""
+    make_acktr(n_steps=20 if dist.get_rank() == 0 else 10)
+
+
+COMMANDS = {
+    "kfac_equivalence": kfac_equivalence,
+    "acktr_identical": acktr_identical,
+    "acktr_learns": acktr_learns,
+    "acktr_rank_killed": acktr_rank_killed,
+    "acktr_mismatch": acktr_mismatch,
+}
+
+if __name__ == "__main__":
+    command, out = sys.argv[1], Path(sys.argv[2])
+    if command == "kfac_equivalence":
+        dist.init_process_group("gloo")  # ACKTR joins torchrun's group itself; plain KFAC users do it
+    COMMANDS[command](out)
