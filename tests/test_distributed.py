@@ -1,24 +1,31 @@
 """Data-parallel K-FAC and ACKTR over torch.distributed (gloo), each test a real ``torchrun`` of two processes."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 
+from sb3_acktr import ACKTR
 from tests.distributed_worker import STEPS, supervised_run
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 
 
-def torchrun(command: str, out_dir: Path, timeout: float = 600, nproc: int = 2) -> subprocess.CompletedProcess:
-    """Run a worker command under ``torchrun --standalone`` with one torch thread per rank."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent.parent)}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent.parent)}
+
+
+def torchrun(command: str, out_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a worker command under ``torchrun --standalone`` with two ranks, one torch thread each."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     return subprocess.run(
-        [*launcher, str(WORKER), command, str(out_dir)], env=env, capture_output=True, text=True, timeout=timeout
+        [*launcher, str(WORKER), command, str(out_dir)], env=ENV, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -44,3 +51,96 @@ def test_two_ranks_with_half_batches_equal_one_process_with_the_whole(kfac_runs,
             assert record.keys() == expected.keys()
             for key in expected:
                 th.testing.assert_close(record[key], expected[key], rtol=1e-5, atol=1e-5, msg=f"step {step}: {key}")
+
+
+@pytest.fixture(scope="module")
+def acktr_run(tmp_path_factory):
+    """50 updates of ACKTR on 2 ranks × 4 envs: the summary rank 0 wrote and the model it saved."""
+    out_dir = tmp_path_factory.mktemp("acktr")
+    check_ok(torchrun("acktr_identical", out_dir))
+    return json.loads((out_dir / "acktr.json").read_text()), out_dir / "model.zip"
+
+
+def test_acktr_ranks_stay_bitwise_identical_and_count_global_steps(acktr_run):
+    summary, _ = acktr_run
+    assert summary["hashes"][0] == summary["hashes"][1]
+    # 50 updates of 2 ranks × 4 envs × 20 steps: num_timesteps counts both ranks' steps
+    assert summary["n_updates"] == 50
+    assert summary["num_timesteps"] == 50 * 2 * 4 * 20
+    # Each rank's envs are seeded apart (seed + rank·n_envs): the ranks collect different episodes
+    assert summary["distinct_first_observations"] == 2
+
+
+def test_acktr_saved_by_a_distributed_run_loads_in_one_process(acktr_run):
+    """Only rank 0 writes the file, which loads and trains on in a single process."""
+    model = ACKTR.load(acktr_run[1], env=make_vec_env("CartPole-v1", n_envs=4, seed=0))
+    assert model.policy.optimizer.steps == 50
+    assert model.policy.optimizer.process_group is None
+    model.learn(4 * 20 * 2)
+    assert model.policy.optimizer.steps == 52
+
+
+def test_acktr_two_ranks_of_four_envs_learn_cartpole_within_the_one_process_budget(tmp_path):
+    """The budget and threshold of tests/test_learning.py (one rank of 8 envs): 475 within 100k global steps."""
+    check_ok(torchrun("acktr_learns", tmp_path))
+    result = json.loads((tmp_path / "learn.json").read_text())
+    assert result["best_mean_reward"] >= 475, result
+    assert result["num_timesteps"] <= 100_000
+
+
+def test_different_configurations_across_ranks_are_refused(tmp_path):
+    result = torchrun("acktr_mismatch", tmp_path)
+    assert result.returncode != 0
+    message = "ACKTR: the ranks of the distributed run are configured differently: n_steps is 20 on rank 0 but 10 on rank 1"
+    assert message in result.stdout + result.stderr
+
+
+def test_a_killed_rank_ends_the_job_within_60_seconds(tmp_path):
+    start = time.monotonic()
+    result = torchrun("acktr_rank_killed", tmp_path, timeout=120)
+    assert time.monotonic() - start < 60
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    # torchrun names the rank that failed first, and ends the others
+    assert "rank      : 1 (local_rank: 1)" in output
+    assert "Signal 9 (SIGKILL) received" in output
+
+
+def zoo_train_arguments(log_folder: Path) -> list[str]:
+    command = "-m sb3_acktr.zoo train --algo acktr --env CartPole-v1 -n 4000 --seed 0 --eval-freq 1000 --eval-episodes 2"
+    return [*command.split(), "--log-folder", str(log_folder)]
+
+
+def check_one_run_folder(log_folder: Path) -> None:
+    """One run folder (rank 0's), holding the model of the 4000 global steps and rank 0's evaluations."""
+    runs = list((log_folder / "acktr").iterdir())
+    assert [run.name for run in runs] == ["CartPole-v1_1"]
+    model = ACKTR.load(runs[0] / "CartPole-v1.zip")
+    assert 4000 <= model.num_timesteps < 4000 + 2 * 8 * 20
+    assert (runs[0] / "evaluations.npz").exists()
+
+
+def test_zoo_train_on_one_node(tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = subprocess.run([*launcher, *zoo_train_arguments(tmp_path)], env=ENV, capture_output=True, text=True, timeout=600)
+    check_ok(result)
+    check_one_run_folder(tmp_path)
+
+
+def test_zoo_train_on_two_nodes(tmp_path):
+    """Two torchrun agents (one per simulated node, one rank each) meeting at a c10d rendezvous on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
+    launcher += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two_nodes"]
+    nodes = [
+        subprocess.Popen(
+            [*launcher, *zoo_train_arguments(tmp_path)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    for node in nodes:
+        output, _ = node.communicate(timeout=600)
+        assert node.returncode == 0, output[-3000:]
+    check_one_run_folder(tmp_path)

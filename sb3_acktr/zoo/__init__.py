@@ -15,10 +15,16 @@ MinAtar games (``--env MinAtar/<Game>-v1``, with the ``minatar`` extra) are regi
 runs (:func:`sb3_acktr.minatar.register_minatar_envs`).
 """
 
+import atexit
+import os
 import re
 import runpy
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+from sb3_acktr.acktr.distributed import launched_by_torchrun
 
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
 
@@ -89,6 +95,27 @@ def _source_of(error: TypeError, args: list[str]) -> str:
     return _conf_file(args)
 
 
+def _data_parallel_arguments(args: list[str]) -> list[str]:
+    """
+    Under ``torchrun``: rank 0 trains with the arguments as given (its log folder is the run's); the other ranks
+    step their envs and take part in every update, but evaluate, save and log nothing, into a temporary folder.
+    """
+    if _option(args, "--algo") != "acktr":
+        sys.exit(f"error: under torchrun only --algo acktr trains data-parallel, got --algo {_option(args, '--algo')}.")
+    if any(arg in ("-optimize", "--optimize-hyperparameters") for arg in args):
+        sys.exit(
+            "error: -optimize does not run under torchrun. Run several optimization processes on one study instead "
+            "(--storage, --study-name; see the zoo guide)."
+        )
+    if int(os.environ["RANK"]) == 0:
+        return args
+    scratch = tempfile.mkdtemp(prefix=f"sb3_acktr_rank{os.environ['RANK']}_")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    # argparse keeps the last value of an option given twice
+    quiet = ["--eval-freq", "-1", "--save-freq", "-1", "--tensorboard-log", "", "--verbose", "0"]
+    return [*args, "--log-folder", scratch, *quiet]
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Command line: ``python -m sb3_acktr.zoo {train,enjoy,record_video} [rl-zoo arguments]``, and ``results``
@@ -115,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"error: {error}")
     if command == "train" and _option(args, "--algo") == "acktr" and not _has_conf_file(args):
         args += ["--conf-file", str(HYPERPARAMS)]
+    if command == "train" and launched_by_torchrun():
+        args = _data_parallel_arguments(args)
     # rl-zoo parses sys.argv itself
     program = "python -m sb3_acktr.zoo" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
     sys.argv = [f"{program} {command}", *args]
