@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --upgrade pip
 	$(VENV_PYTHON) -m pip install torch==$(TORCH_VERSION)
-	$(VENV_PYTHON) -m pip install -e ".[extra,minatar,tests,docs]"
+	$(VENV_PYTHON) -m pip install -e ".[extra,minatar,postgres,tests,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -26,6 +26,13 @@ train: setup
 # The test suite, as CI runs it (learning runs over several seeds are marked expensive and left out)
 test: setup
 	$(VENV_PYTHON) -m pytest --cov=sb3_acktr -v -m "not expensive" --durations=15
+
+# A local PostgreSQL server (Debian's package) for Optuna studies shared by several -optimize workers
+postgres-start:
+	bash scripts/postgres.sh start .postgres 5433
+
+postgres-stop:
+	bash scripts/postgres.sh stop .postgres
 
 test-expensive: setup
 	$(VENV_PYTHON) -m pytest -v -s -m expensive --durations=15
@@ -63,4 +70,4 @@ commit-checks: format type lint
 doc:
 	python3 -m sphinx -W --keep-going -b html docs docs/_build/html
 
-.PHONY: setup train test test-expensive pytest type lint format check-codestyle commit-checks doc
+.PHONY: setup train test test-expensive postgres-start postgres-stop pytest type lint format check-codestyle commit-checks doc

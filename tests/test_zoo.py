@@ -2,8 +2,11 @@
 
 import argparse
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ with open(HYPERPARAMS) as file:
     ENTRIES = sorted(yaml.safe_load(file))
 
 ZOO = [sys.executable, "-m", "sb3_acktr.zoo"]
+POSTGRES_SCRIPT = Path(__file__).parent.parent / "scripts" / "postgres.sh"
 # Every run: one torch thread, no progress bars
 COMMON = ["--num-threads", "1", "--seed", "0"]
 
@@ -146,16 +150,41 @@ def test_optimize(tmp_path, sampler, pruner):
     assert list((tmp_path / "logs" / "acktr").glob("report_CartPole-v1_2-trials-400-*.csv"))
 
 
-def test_optimize_workers_share_one_study(tmp_path):
-    """Two worker processes on one --storage/--study-name add their trials to the same study."""
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A PostgreSQL server (Debian's package) started by scripts/postgres.sh in a scratch folder, stopped after."""
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); .ci/run installs it")
+    folder = tempfile.mkdtemp(prefix="sb3_acktr_postgres_")
+    os.chmod(folder, 0o755)  # the server runs as the postgres user when the tests run as root
+    data_dir = str(Path(folder) / "data")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    started = subprocess.run(["bash", str(POSTGRES_SCRIPT), "start", data_dir, port], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    yield started.stdout.strip()
+    subprocess.run(["bash", str(POSTGRES_SCRIPT), "stop", data_dir], check=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", ["journal", "postgresql"])
+def test_optimize_workers_share_one_study(tmp_path, kind, request):
+    """Two worker processes on one --storage/--study-name, run at the same time, add their trials to the same study:
+    through Optuna's JournalStorage file (a path ending in .log) and through a PostgreSQL server."""
     import optuna
 
-    storage = f"sqlite:///{tmp_path}/study.db"
+    if kind == "journal":
+        storage = str(tmp_path / "study.log")
+        optuna_storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    else:
+        storage = optuna_storage = request.getfixturevalue("postgres_url")
+    study_name = f"shared-{tmp_path.name}"
     # Created once beforehand (as `optuna create-study` does): two processes creating it at the same instant race
-    optuna.create_study(study_name="shared", storage=storage, direction="maximize")
-    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "200", "-optimize", "--n-trials", "1"]
+    optuna.create_study(study_name=study_name, storage=optuna_storage, direction="maximize")
+    args = ["train", "--algo", "acktr", "--env", "CartPole-v1", "-n", "200", "-optimize", "--n-trials", "2"]
     args += ["--n-evaluations", "1", "--sampler", "random", "--pruner", "none", "--no-optim-plots"]
-    args += ["--storage", storage, "--study-name", "shared", "--num-threads", "1"]
+    args += ["--storage", storage, "--study-name", study_name, "--num-threads", "1"]
     workers = [
         subprocess.Popen(
             ZOO + args + ["-f", f"logs{i}", "--seed", str(i)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -165,8 +194,9 @@ def test_optimize_workers_share_one_study(tmp_path):
     for worker in workers:
         output, _ = worker.communicate()
         assert worker.returncode == 0, output.decode()[-3000:]
-    trials = optuna.load_study(study_name="shared", storage=storage).trials
-    assert len(trials) == 2 and all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
+    trials = optuna.load_study(study_name=study_name, storage=optuna_storage).trials
+    assert len(trials) == 4 and all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
+    assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]
 
 
 def test_a2c_through_the_same_command(tmp_path):
