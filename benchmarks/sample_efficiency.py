@@ -19,6 +19,12 @@ segment's random streams: a resumed run is not bit-identical to an uninterrupted
     python benchmarks/sample_efficiency.py --quick --algo acktr --out-dir /tmp/se    # 2k CartPole steps, seconds
     python benchmarks/sample_efficiency.py --env MinAtar/Breakout-v1 --algo acktr --seed 0 \
         --params kfac_weight_sharing:"'reduce'" --variant reduce                     # reported as "acktr-reduce"
+    torchrun --standalone --nproc_per_node 2 benchmarks/sample_efficiency.py --env HalfCheetah-v5 --algo acktr \
+        --seed 0                                                                     # reported as "acktr-2ranks"
+
+Under ``torchrun`` (ACKTR only) every rank builds the zoo's env and model (its envs seeded apart, see
+``ACKTR.set_random_seed``), the budget and ``--eval-freq`` count the steps of all ranks, and rank 0 alone evaluates
+and writes; the run is a variant named after the number of ranks.
 """
 
 import argparse
@@ -65,6 +71,8 @@ from tqdm import tqdm  # noqa: E402
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs  # noqa: E402
 from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
 
+#: This process's rank and the number of ranks (torchrun sets them; one process otherwise)
+RANK, WORLD_SIZE = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 RL_ZOO_HYPERPARAMS = Path(rl_zoo3.__file__).parent / "hyperparams"
 #: Entries for envs rl-zoo has none for (MinAtar): ``benchmarks/hyperparams/{algo}.yml``
 BENCHMARK_HYPERPARAMS = Path(__file__).resolve().parent / "hyperparams"
@@ -119,6 +127,8 @@ class Run:
         self.checkpoint_dir: Path = args.out_dir / "checkpoints" / self.name
         self.model_path = self.checkpoint_dir / "model.zip"
         self.results: dict[str, Any] = self._load_or_start()
+        #: Rank 0 evaluates and writes; the other ranks of a torchrun only train
+        self.primary = RANK == 0
         self.model: BaseAlgorithm | None = None
         self.eval_env: VecEnv | None = None
         self.progress: tqdm | None = None
@@ -146,6 +156,7 @@ class Run:
             "variant": args.variant,
             "params": {key: repr(value) for key, value in args.params.items()},
             "seed": args.seed,
+            "ranks": WORLD_SIZE,
             "budget": args.budget,
             "eval_freq": args.eval_freq,
             "n_eval_episodes": N_EVAL_EPISODES,
@@ -174,7 +185,7 @@ class Run:
         config = str(path)
         if substitute is not None:
             # The substitute entry under this env's id, in a yaml of its own beside the checkpoint
-            config = str(self.checkpoint_dir / f"{args.algo}_hyperparams.yml")
+            config = str(self.checkpoint_dir / f"{args.algo}_hyperparams{f'_rank{RANK}' if RANK else ''}.yml")
             Path(config).write_text(yaml.safe_dump({args.env: substitute}))
         seed = args.seed + 1000 * self.results["resumes"]
         set_random_seed(seed)
@@ -182,7 +193,7 @@ class Run:
             args,
             args.algo,
             args.env,
-            str(self.checkpoint_dir / "zoo"),
+            str(self.checkpoint_dir / ("zoo" if self.primary else f"zoo_rank{RANK}")),
             n_timesteps=self.results["budget"],
             eval_freq=-1,
             save_freq=-1,
@@ -244,6 +255,8 @@ class Run:
     def maybe_evaluate(self) -> None:
         model = self.model
         assert model is not None
+        if not self.primary:
+            return
         if self.progress is not None:
             self.progress.update(model.num_timesteps - self.progress.n)
         if model.num_timesteps >= self.next_evaluation():
@@ -278,7 +291,7 @@ class Run:
             initial=self.model.num_timesteps,
             desc=self.name,
             unit="step",
-            disable=self.args.no_progress,
+            disable=self.args.no_progress or not self.primary,
             dynamic_ncols=True,
         )
         if resume:
@@ -292,6 +305,8 @@ class Run:
             # None turns SB3's logging off (rl-zoo does the same), although SB3 annotates an int
             log_interval=None,  # type: ignore[arg-type]
         )
+        if not self.primary:
+            return
         if self.results["timesteps"][-1] != self.model.num_timesteps:
             self.evaluate()  # the end of the budget
         self.results["done"] = True
@@ -357,6 +372,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--budget and --eval-freq must be positive")
     if bool(args.params) != bool(args.variant):
         parser.error("--params and --variant go together: a run with other hyperparameters is reported as a variant")
+    if WORLD_SIZE > 1:
+        if args.algo != "acktr":
+            parser.error(f"under torchrun only acktr trains data-parallel, got --algo {args.algo}")
+        args.variant = f"{args.variant}-{WORLD_SIZE}ranks" if args.variant else f"{WORLD_SIZE}ranks"
     return args
 
 

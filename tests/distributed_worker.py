@@ -23,7 +23,7 @@ th.set_num_threads(1)
 
 #: The supervised problem: 16 images of 1×5×5, 4 classes, 20 steps
 N_SAMPLES, N_CLASSES, STEPS = 16, 4, 20
-KFAC_OPTIONS = dict(lr=0.1, kfac_clip=0.01, inverse_interval=3)
+KFAC_OPTIONS: dict[str, Any] = dict(lr=0.1, kfac_clip=0.01, inverse_interval=3)
 
 
 class Classifier(nn.Module):
@@ -153,6 +153,21 @@ def acktr_rank_killed(out_dir: Path) -> None:
     model.learn(100_000)
 
 
+def acktr_long(out_dir: Path) -> None:
+    """Train for long, each rank marking when its first update is done (for the test that interrupts torchrun)."""
+
+    model = make_acktr()
+    marker = out_dir / f"training_{dist.get_rank() if dist.is_initialized() else os.environ['RANK']}"
+    train = model.train
+
+    def train_and_mark() -> None:
+        train()
+        marker.touch()
+
+    model.train = train_and_mark  # type: ignore[method-assign]
+    model.learn(10_000_000)
+
+
 def acktr_mismatch(out_dir: Path) -> None:
     """Rank 1 asks for another n_steps than rank 0."""
     make_acktr(n_steps=20 if os.environ["RANK"] == "0" else 10)
@@ -163,6 +178,7 @@ COMMANDS = {
     "acktr_identical": acktr_identical,
     "acktr_learns": acktr_learns,
     "acktr_rank_killed": acktr_rank_killed,
+    "acktr_long": acktr_long,
     "acktr_mismatch": acktr_mismatch,
 }
 

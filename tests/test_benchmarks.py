@@ -247,3 +247,39 @@ def test_training_episodes_counts_the_papers_way(tmp_path):
     assert summary["episodes_to_threshold"] == 120 + 73
     assert summary["steps_to_threshold"] == 120 * 10 + 73 * 20
     assert summary["best_rolling_mean"] == pytest.approx(21.0)
+
+
+def test_scale_quick(tmp_path):
+    out = tmp_path / "scale.json"
+    stdout = run_script("scale.py", "--quick", "--out", str(out))
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["config"] == "CartPole-v1 8x20" and result["batch_per_rank"] == 160
+    assert len(result["runs"]["1"]) == len(result["runs"]["2"]) == 1
+    assert result["ratio_2_to_1"] == pytest.approx(result["median_steps_per_s"]["2"] / result["median_steps_per_s"]["1"])
+    assert result["runs"]["2"][0]["ranks"] == 2 and result["all_reduce_alone_s"] > 0
+    one_rank = [row for row in result["projection"] if row["ranks"] == 1]
+    assert all(row["speedup"] == 1 and row["communication_s"] == 0 for row in one_rank)
+    assert "**2 / 1**" in stdout and out.with_suffix(".md").is_file()
+
+
+def test_scale_bytes_and_projection_from_the_shapes():
+    from scale import INTERCONNECTS, communicated_bytes, projection
+    from torch import nn
+
+    from sb3_acktr import KFAC
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.BatchNorm1d(2))
+    with pytest.warns(UserWarning, match="diagonal Fisher fallback"):
+        sizes = communicated_bytes(KFAC(model))
+    # A: 4² and 5², G: 4² and 2², the BatchNorm's 2 + 2 on the diagonal; two float64 counts
+    assert sizes["factors"] == 4 * (16 + 25 + 16 + 4 + 4) + 16
+    assert sizes["gradients"] == 4 * (12 + 4 + 8 + 2 + 4)
+    assert sizes["inverses_one_rank_per_refresh"] == 4 * (16 + 25 + 16 + 4)
+    one_rank = {"seconds": 2.0, "updates": 4, "bytes": sizes}
+    rows = projection(one_rank, batch=100)
+    name, latency, bandwidth = INTERCONNECTS[0]
+    (row,) = [row for row in rows if row["interconnect"] == name and row["ranks"] == 4]
+    size = sizes["factors"] + sizes["gradients"] + sizes["stop_flag"]
+    communication = 6 * latency + 1.5 * size / bandwidth  # ring all-reduce: 2(N-1)·α + 2(N-1)/N·bytes/B
+    assert row["communication_s"] == pytest.approx(communication)
+    assert row["steps_per_s"] == pytest.approx(4 * 100 / (0.5 + communication))

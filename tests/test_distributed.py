@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -144,3 +145,40 @@ def test_zoo_train_on_two_nodes(tmp_path):
         output, _ = node.communicate(timeout=600)
         assert node.returncode == 0, output[-3000:]
     check_one_run_folder(tmp_path)
+
+
+def test_ctrl_c_on_torchrun_stops_every_rank(tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    job = subprocess.Popen(
+        [*launcher, str(WORKER), "acktr_long", str(tmp_path)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # Wait until both ranks train, then interrupt torchrun as Ctrl-C in its terminal would
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"training_{rank}").exists() for rank in range(2)):
+        assert time.monotonic() < deadline and job.poll() is None, "the ranks did not start training"
+        time.sleep(0.2)
+    start = time.monotonic()
+    job.send_signal(signal.SIGINT)
+    output, _ = job.communicate(timeout=60)
+    assert time.monotonic() - start < 30
+    assert job.returncode != 0
+    assert "KeyboardInterrupt" in output or "SIGINT" in output or "Signals.SIGINT" in output
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--algo", "a2c"], "under torchrun only --algo acktr trains data-parallel, got --algo a2c"),
+        (["--algo", "acktr", "-optimize"], "-optimize does not run under torchrun"),
+    ],
+)
+def test_zoo_refuses_what_does_not_run_data_parallel(tmp_path, arguments, message):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [*launcher, "-m", "sb3_acktr.zoo", "train", *arguments, "--env", "CartPole-v1", "-f", str(tmp_path)]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr

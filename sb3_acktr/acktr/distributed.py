@@ -7,7 +7,9 @@ process with N·n envs would take on the same data. Rank 0 alone logs, evaluates
 """
 
 import atexit
+import datetime
 import os
+import sys
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -22,7 +24,7 @@ def launched_by_torchrun() -> bool:
 def join_torchrun(device: th.device) -> th.device:
     """
     Initialise the default process group from ``torchrun``'s environment if not done yet (gloo on CPU, NCCL on
-    CUDA, where each rank takes the GPU of its ``LOCAL_RANK``), and destroy it at exit.
+    CUDA, where each rank takes the GPU of its ``LOCAL_RANK``), and leave it at exit.
 
     :param device: The device the model was asked to run on
     :return: The device this rank runs on
@@ -32,8 +34,31 @@ def join_torchrun(device: th.device) -> th.device:
         th.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        atexit.register(dist.destroy_process_group)
+        atexit.register(leave_process_group)
     return device
+
+
+#: How long a rank waits at exit for the others to exit too
+EXIT_TIMEOUT = datetime.timedelta(seconds=30)
+
+
+def leave_process_group() -> None:
+    """
+    At exit: wait for every rank (at most :data:`EXIT_TIMEOUT`), then destroy the process group. Ranks tearing gloo
+    down while a peer still holds its connections were seen to abort (``terminate called without an active
+    exception``); a rank that ended with an error does not wait, so its peers fail at their next collective.
+    """
+    if not dist.is_initialized():
+        return
+    if sys.exc_info()[0] is None and getattr(sys, "last_value", None) is None:
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=EXIT_TIMEOUT)
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass  # a peer ended first: nothing left to wait for
+    dist.destroy_process_group()
 
 
 def all_agree(flag: bool, device: th.device) -> bool:
