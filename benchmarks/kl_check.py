@@ -135,6 +135,10 @@ def summarise(result: dict[str, Any]) -> dict[str, float]:
         "median exact KL / delta": float(np.median(exact) / delta),
         "median quadratic KL / delta": float(np.median(quadratic) / delta),
         "median exact KL / quadratic KL (actor)": float(np.median(exact / actor)) if np.isfinite(actor).all() else np.nan,
+        # The early phase, where the running averages of the factors still hold the first batches
+        "first 100 updates: median exact KL / quadratic KL (actor)": (
+            float(np.median(exact[:100] / actor[:100])) if np.isfinite(actor[:100]).all() else np.nan
+        ),
     }
     return summary
 

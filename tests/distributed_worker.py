@@ -173,6 +173,12 @@ def acktr_mismatch(out_dir: Path) -> None:
     make_acktr(n_steps=20 if os.environ["RANK"] == "0" else 10)
 
 
+def acktr_mismatch_network(out_dir: Path) -> None:
+    """Rank 1 builds a wider network than rank 0."""
+    width = 64 if os.environ["RANK"] == "0" else 32
+    make_acktr(policy_kwargs=dict(net_arch=[width, width]))
+
+
 COMMANDS = {
     "kfac_equivalence": kfac_equivalence,
     "acktr_identical": acktr_identical,
@@ -180,6 +186,7 @@ COMMANDS = {
     "acktr_rank_killed": acktr_rank_killed,
     "acktr_long": acktr_long,
     "acktr_mismatch": acktr_mismatch,
+    "acktr_mismatch_network": acktr_mismatch_network,
 }
 
 if __name__ == "__main__":

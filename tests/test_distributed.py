@@ -89,11 +89,24 @@ def test_acktr_two_ranks_of_four_envs_learn_cartpole_within_the_one_process_budg
     assert result["num_timesteps"] <= 100_000
 
 
-def test_different_configurations_across_ranks_are_refused(tmp_path):
-    result = torchrun("acktr_mismatch", tmp_path)
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (
+            "acktr_mismatch",
+            "ACKTR: the ranks of the distributed run are configured differently: n_steps is 20 on rank 0 but 10 on rank 1",
+        ),
+        (
+            "acktr_mismatch_network",
+            "KFAC: the ranks of the distributed run are configured differently: layers is [('mlp_extractor.policy_net.0'",
+        ),
+    ],
+)
+def test_different_configurations_across_ranks_are_refused(tmp_path, command, message):
+    result = torchrun(command, tmp_path)
     assert result.returncode != 0
-    message = "ACKTR: the ranks of the distributed run are configured differently: n_steps is 20 on rank 0 but 10 on rank 1"
     assert message in result.stdout + result.stderr
+    assert "on rank 1" in result.stdout + result.stderr
 
 
 def test_a_killed_rank_ends_the_job_within_60_seconds(tmp_path):
