@@ -116,8 +116,19 @@ def acktr_identical(out_dir: Path) -> None:
     first_obs: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(first_obs, model.rollout_buffer.observations[0].tolist())
     model.save(out_dir / "model")
+    dist.barrier()  # rank 0 wrote the file
+    # Loaded back into a distributed run, training goes on in lockstep
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_acktr import ACKTR
+
+    reloaded = ACKTR.load(out_dir / "model.zip", env=make_vec_env("CartPole-v1", n_envs=4, seed=1))
+    reloaded.learn(5 * reloaded.n_steps * reloaded.n_envs * dist.get_world_size(), reset_num_timesteps=False)
+    reloaded_hashes: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(reloaded_hashes, parameter_hash(reloaded.policy))
     if dist.get_rank() == 0:
         summary = {"hashes": hashes, "num_timesteps": model.num_timesteps, "n_updates": model._n_updates}
+        summary["reloaded"] = {"hashes": reloaded_hashes, "kfac_steps": reloaded.policy.optimizer.steps}
         summary["distinct_first_observations"] = len({json.dumps(obs) for obs in first_obs})
         (out_dir / "acktr.json").write_text(json.dumps(summary))
 

@@ -70,6 +70,9 @@ def test_acktr_ranks_stay_bitwise_identical_and_count_global_steps(acktr_run):
     assert summary["num_timesteps"] == 50 * 2 * 4 * 20
     # Each rank's envs are seeded apart (seed + rank·n_envs): the ranks collect different episodes
     assert summary["distinct_first_observations"] == 2
+    # The saved model, loaded into a distributed run, trains on with the ranks identical
+    assert summary["reloaded"]["kfac_steps"] == 55
+    assert summary["reloaded"]["hashes"][0] == summary["reloaded"]["hashes"][1] != summary["hashes"][0]
 
 
 def test_acktr_saved_by_a_distributed_run_loads_in_one_process(acktr_run):
