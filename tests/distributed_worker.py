@@ -128,7 +128,7 @@ def acktr_identical(out_dir: Path) -> None:
     dist.all_gather_object(reloaded_hashes, parameter_hash(reloaded.policy))
     if dist.get_rank() == 0:
         summary = {"hashes": hashes, "num_timesteps": model.num_timesteps, "n_updates": model._n_updates}
-        summary["reloaded"] = {"hashes": reloaded_hashes, "kfac_steps": reloaded.policy.optimizer.steps}
+        summary["reloaded"] = {"hashes": reloaded_hashes, "kfac_steps": reloaded.policy.optimizer.steps}  # type: ignore[attr-defined]
         summary["distinct_first_observations"] = len({json.dumps(obs) for obs in first_obs})
         (out_dir / "acktr.json").write_text(json.dumps(summary))
 
