@@ -465,7 +465,9 @@ class KFAC(th.optim.Optimizer):
 
         return record
 
-    def update_curvature(self, fisher_loss: th.Tensor, retain_graph: bool = True) -> None:
+    def update_curvature(
+        self, fisher_loss: th.Tensor, retain_graph: bool = True, sample_mask: th.Tensor | None = None
+    ) -> None:
         """
         Update the running Kronecker factors (and the diagonal fallback) from the Fisher loss.
 
@@ -475,6 +477,10 @@ class KFAC(th.optim.Optimizer):
 
         :param fisher_loss: Scalar negative log-likelihood of model-sampled targets (see ``loss_reduction``)
         :param retain_graph: Keep the graph for the training loss's backward pass
+        :param sample_mask: Which rows of the batch are samples (a boolean tensor of the batch size), for batches
+            padded to a common shape, such as the sequences of a recurrent rollout: only those rows enter the factors,
+            and the Fisher loss must be a mean (or sum) over them. Every recorded forward pass must then see the
+            batch's rows. ``None``: every row
         """
         self._check_not_modified_in_place()
         records = [(layer, inputs, output) for layer in self.layers for inputs, output in layer.records]
@@ -492,8 +498,11 @@ class KFAC(th.optim.Optimizer):
             fisher_loss, [output for _, _, output in records] + fallback, retain_graph=retain_graph, allow_unused=True
         )
         batch_size = records[0][2].shape[0]
+        rows = None if sample_mask is None else self._masked_rows(records, sample_mask)
+        if rows is not None:
+            batch_size = rows.numel()
         scale = batch_size if self.loss_reduction == "mean" else 1
-        # Split before subsampling, which replaces `records`
+        # Split before selecting rows, which replaces `records`
         output_grads: tuple[th.Tensor | None, ...] = grads[: len(records)]
         with th.no_grad():
             # Gradients of the Fisher loss summed over the samples, Σ_i g_i, for the diagonal fallback
@@ -502,8 +511,13 @@ class KFAC(th.optim.Optimizer):
             }
             factor_samples = batch_size
             if self.stats_samples is not None and batch_size > self.stats_samples:
-                records, output_grads = self._subsample(records, output_grads, batch_size, self.stats_samples)
+                if rows is None:
+                    self._check_one_batch_size(records, batch_size)
+                    rows = th.arange(batch_size, device=records[0][1].device)
+                rows = rows[th.randperm(batch_size, device=rows.device)[: self.stats_samples]]
                 factor_samples = self.stats_samples
+            if rows is not None:
+                records, output_grads = self._select_rows(records, output_grads, rows)
             new_factors = self._batch_factors(records, output_grads, scale)
             if self.process_group is not None:
                 new_factors, summed_grads, batch_size = self._sum_over_ranks(
@@ -574,23 +588,41 @@ class KFAC(th.optim.Optimizer):
                         "of nn.Linear and nn.Conv2d layers."
                     )
 
-    @staticmethod
-    def _subsample(
-        records: list[tuple[_Layer, th.Tensor, th.Tensor]],
-        output_grads: tuple[th.Tensor | None, ...],
-        batch_size: int,
-        n_samples: int,
-    ) -> tuple[list[tuple[_Layer, th.Tensor, th.Tensor]], tuple[th.Tensor | None, ...]]:
-        """The same ``n_samples`` rows (drawn without replacement) of every recorded input and output gradient."""
+    def _check_one_batch_size(self, records: list[tuple[_Layer, th.Tensor, th.Tensor]], batch_size: int) -> None:
+        """Rows can be selected only if every recorded forward pass saw the same batch."""
         sizes = {inputs.shape[0] for _, inputs, _ in records}
         if sizes != {batch_size}:
             raise ValueError(
-                f"KFAC(stats_samples={n_samples}) subsamples the batch, but the recorded forward passes have "
-                f"batch sizes {sorted(sizes)}: every recorded call must see the same batch. Use stats_samples=None."
+                f"KFAC selects rows of the batch (stats_samples={self.stats_samples}, or a sample_mask), but the recorded "
+                f"forward passes have batch sizes {sorted(sizes)}: every recorded call must see the same batch. Use "
+                "stats_samples=None and no sample_mask."
             )
-        chosen = th.randperm(batch_size, device=records[0][1].device)[:n_samples]
-        subsampled = [(layer, inputs[chosen], output) for layer, inputs, output in records]
-        return subsampled, tuple(None if grad is None else grad[chosen] for grad in output_grads)
+
+    def _masked_rows(self, records: list[tuple[_Layer, th.Tensor, th.Tensor]], sample_mask: th.Tensor) -> th.Tensor:
+        """The indices of the rows ``sample_mask`` keeps, after checking it fits the recorded batch."""
+        batch_size = records[0][2].shape[0]
+        if not (isinstance(sample_mask, th.Tensor) and sample_mask.dtype == th.bool and sample_mask.shape == (batch_size,)):
+            raise ValueError(
+                f"sample_mask must be a boolean tensor of shape ({batch_size},) (the recorded batch), got "
+                f"{sample_mask.dtype if isinstance(sample_mask, th.Tensor) else type(sample_mask).__name__} "
+                f"{tuple(sample_mask.shape) if isinstance(sample_mask, th.Tensor) else ''}".rstrip()
+                + "."
+            )
+        self._check_one_batch_size(records, batch_size)
+        rows = sample_mask.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            raise ValueError("sample_mask keeps no row of the batch: there is no sample to estimate the curvature from.")
+        return rows
+
+    @staticmethod
+    def _select_rows(
+        records: list[tuple[_Layer, th.Tensor, th.Tensor]],
+        output_grads: tuple[th.Tensor | None, ...],
+        rows: th.Tensor,
+    ) -> tuple[list[tuple[_Layer, th.Tensor, th.Tensor]], tuple[th.Tensor | None, ...]]:
+        """The same ``rows`` of every recorded input and output gradient."""
+        selected = [(layer, inputs[rows], output) for layer, inputs, output in records]
+        return selected, tuple(None if grad is None else grad[rows] for grad in output_grads)
 
     @staticmethod
     def _batch_factors(

@@ -225,7 +225,8 @@ def test_stats_samples_need_one_batch_size():
     with optimizer.record_curvature():
         output = th.cat([layer(th.randn(4, 3)), layer(th.randn(5, 3))])
     with pytest.raises(
-        ValueError, match=r"stats_samples=2\) subsamples the batch, but the recorded forward passes have batch sizes \[4, 5\]"
+        ValueError,
+        match=r"selects rows of the batch \(stats_samples=2, or a sample_mask\), but .* have batch sizes \[4, 5\]",
     ):
         optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
 
@@ -417,3 +418,59 @@ class Permute(nn.Module):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         return x[..., 0].transpose(1, 2)
+
+
+class Temperature(nn.Module):
+    """A free parameter (the diagonal fallback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(th.zeros(1, dtype=th.float64))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return x * self.log_scale.exp()
+
+
+@pytest.mark.filterwarnings("ignore:KFAC. no Kronecker factors")
+@pytest.mark.parametrize("stats_samples", [None, 3])
+def test_sample_mask_uses_only_the_kept_rows(stats_samples):
+    """A padded batch with a mask gives the statistics of the batch without the padding rows."""
+    th.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), Temperature()).double()
+    x, targets = th.randn(7, 3, dtype=th.float64), th.randint(0, 2, (7,))
+    mask = th.tensor([True, False, True, True, False, True, True])
+    masked, reference = KFAC(model, stats_samples=stats_samples), KFAC(model, stats_samples=stats_samples)
+    th.manual_seed(5)
+    with masked.record_curvature():
+        logits = model(x)
+    masked.update_curvature(F.cross_entropy(logits[mask], targets[mask]), sample_mask=mask)
+    th.manual_seed(5)
+    with reference.record_curvature():
+        logits = model(x[mask])
+    reference.update_curvature(F.cross_entropy(logits, targets[mask]))
+    for param in (model[0].weight, model[2].weight):
+        for key in ("A", "G"):
+            th.testing.assert_close(masked.state[param][key], reference.state[param][key])
+    th.testing.assert_close(
+        masked.state[model[3].log_scale]["fisher_diag"], reference.state[model[3].log_scale]["fisher_diag"]
+    )
+
+
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (
+            th.ones(4, dtype=th.bool),
+            r"sample_mask must be a boolean tensor of shape \(5,\) \(the recorded batch\), got torch.bool \(4,\)",
+        ),
+        (th.ones(5), r"sample_mask must be a boolean tensor of shape \(5,\) \(the recorded batch\), got torch.float32 \(5,\)"),
+        (th.zeros(5, dtype=th.bool), "sample_mask keeps no row of the batch"),
+    ],
+)
+def test_bad_sample_mask(mask, message):
+    layer = nn.Linear(3, 2)
+    optimizer = KFAC(layer)
+    with optimizer.record_curvature():
+        output = layer(th.randn(5, 3))
+    with pytest.raises(ValueError, match=message):
+        optimizer.update_curvature(output.square().mean(), sample_mask=mask)
