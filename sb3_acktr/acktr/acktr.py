@@ -32,6 +32,11 @@ TRUST_REGIONS = ("joint", "per_network")
 SMALLEST_USUAL_LEARNING_RATE = 1e-3
 
 
+def masked_mean(tensor: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
+    """The mean of ``tensor`` over the rows ``mask`` keeps (all of them if None): padded batches count only samples."""
+    return tensor.mean() if mask is None else tensor[mask].mean()
+
+
 class ACKTR(OnPolicyAlgorithm):
     """
     Actor Critic using Kronecker-Factored Trust Region (ACKTR)
@@ -395,7 +400,9 @@ class ACKTR(OnPolicyAlgorithm):
             return gaussian_actions if distribution.bijector is None else distribution.bijector.forward(gaussian_actions)
         return distribution.sample()
 
-    def _fisher_losses(self, distribution: Distribution, values: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def _fisher_losses(
+        self, distribution: Distribution, values: th.Tensor, mask: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
         """
         Losses whose gradients sample the Fisher of ``p(a, v | s)`` (ACKTR paper sec. 3.1).
 
@@ -404,13 +411,30 @@ class ACKTR(OnPolicyAlgorithm):
 
         :param distribution: The policy's distribution on the batch, with its graph
         :param values: V(s) on the batch, with its graph
+        :param mask: The rows that are samples (None: all), see :meth:`_sample_mask`
         :return: ``(pg_fisher_loss, vf_fisher_loss)``
         """
         sampled_actions = self._independent_actions(distribution).detach()
-        pg_fisher_loss = -distribution.log_prob(sampled_actions).mean()
+        pg_fisher_loss = -masked_mean(distribution.log_prob(sampled_actions), mask)
         sampled_values = values.detach() + th.randn_like(values)
-        vf_fisher_loss = self.vf_fisher_coef * 0.5 * F.mse_loss(values, sampled_values)
+        squared_error = (
+            F.mse_loss(values, sampled_values) if mask is None else masked_mean((values - sampled_values) ** 2, mask)
+        )
+        vf_fisher_loss = self.vf_fisher_coef * 0.5 * squared_error
         return pg_fisher_loss, vf_fisher_loss
+
+    def _evaluate_actions(self, rollout_data: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-likelihoods of ``actions`` and entropies on the batch (a recurrent policy also needs its states)."""
+        return self.policy.evaluate_actions(rollout_data.observations, actions)
+
+    def _policy_distribution(self, rollout_data: Any) -> Distribution:
+        """The current policy's distribution on the batch (for the exact KL of an update)."""
+        return self.policy.get_distribution(rollout_data.observations)
+
+    @staticmethod
+    def _sample_mask(rollout_data: Any) -> th.Tensor | None:
+        """Which rows of the batch are samples: all of them here (None); a recurrent buffer pads its sequences."""
+        return None
 
     def train(self) -> None:
         """
@@ -435,9 +459,10 @@ class ACKTR(OnPolicyAlgorithm):
                 # Convert discrete action from float to long
                 actions = actions.long().flatten()
 
+            mask = self._sample_mask(rollout_data)
             record_curvature = optimizer.curvature_update_due
             with optimizer.record_curvature(enabled=record_curvature):
-                values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+                values, log_prob, entropy = self._evaluate_actions(rollout_data, actions)
             values = values.flatten()
             # evaluate_actions() left the batch's π(·|s) in policy.action_dist; a shallow copy keeps it
             # after the next forward pass replaces it
@@ -446,21 +471,22 @@ class ACKTR(OnPolicyAlgorithm):
             # Normalize advantage (not present in the original implementation)
             advantages = rollout_data.advantages
             if self.normalize_advantage:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                samples = advantages if mask is None else advantages[mask]
+                advantages = (advantages - samples.mean()) / (samples.std() + 1e-8)
 
             # A2C's loss: policy gradient, value regression to the TD(gae_lambda) target, entropy bonus
-            policy_loss = -(advantages * log_prob).mean()
-            value_loss = F.mse_loss(rollout_data.returns, values)
-            if entropy is None:
-                # Approximate entropy when no analytical form
-                entropy_loss = -th.mean(-log_prob)
+            policy_loss = -masked_mean(advantages * log_prob, mask)
+            if mask is None:
+                value_loss = F.mse_loss(rollout_data.returns, values)
             else:
-                entropy_loss = -th.mean(entropy)
+                value_loss = masked_mean((rollout_data.returns - values) ** 2, mask)
+            # Approximate entropy when no analytical form
+            entropy_loss = -masked_mean(-log_prob if entropy is None else entropy, mask)
             loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
             if record_curvature:
-                pg_fisher_loss, vf_fisher_loss = self._fisher_losses(distribution, values)
-                optimizer.update_curvature(pg_fisher_loss + vf_fisher_loss)
+                pg_fisher_loss, vf_fisher_loss = self._fisher_losses(distribution, values, mask)
+                optimizer.update_curvature(pg_fisher_loss + vf_fisher_loss, sample_mask=mask)
                 self.logger.record("train/pg_fisher_loss", pg_fisher_loss.item())
                 self.logger.record("train/vf_fisher_loss", vf_fisher_loss.item())
 
@@ -481,9 +507,9 @@ class ACKTR(OnPolicyAlgorithm):
             if self._exact_kl_due():
                 self.policy.set_training_mode(False)
                 with th.no_grad():
-                    new_distribution = self.policy.get_distribution(rollout_data.observations)
-                    exact_kl = kl_divergence(distribution, new_distribution)
-                    exact_kl = exact_kl.sum(dim=1) if exact_kl.dim() > 1 else exact_kl
+                    sample_kl = kl_divergence(distribution, self._policy_distribution(rollout_data))
+                    sample_kl = sample_kl.sum(dim=1) if sample_kl.dim() > 1 else sample_kl
+                    exact_kl = masked_mean(sample_kl, mask).item()
                 self.policy.set_training_mode(True)
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
@@ -496,7 +522,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.logger.record("train/value_loss", value_loss.item())
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
-        self._record_trust_region(optimizer, None if exact_kl is None else exact_kl.mean().item())
+        self._record_trust_region(optimizer, exact_kl)
 
     def _exact_kl_due(self) -> bool:
         """

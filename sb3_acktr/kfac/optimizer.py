@@ -605,8 +605,7 @@ class KFAC(th.optim.Optimizer):
             raise ValueError(
                 f"sample_mask must be a boolean tensor of shape ({batch_size},) (the recorded batch), got "
                 f"{sample_mask.dtype if isinstance(sample_mask, th.Tensor) else type(sample_mask).__name__} "
-                f"{tuple(sample_mask.shape) if isinstance(sample_mask, th.Tensor) else ''}".rstrip()
-                + "."
+                f"{tuple(sample_mask.shape) if isinstance(sample_mask, th.Tensor) else ''}".rstrip() + "."
             )
         self._check_one_batch_size(records, batch_size)
         rows = sample_mask.nonzero().squeeze(1)
