@@ -358,11 +358,10 @@ class ACKTR(OnPolicyAlgorithm):
     def _actor_critic_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]] | None:
         """The actor's and the critic's trainable parameters, or None if they share any (or cannot be told apart)."""
         policy = self.policy
-        extractor = policy.mlp_extractor
-        if not (hasattr(extractor, "policy_net") and hasattr(extractor, "value_net")):
+        modules = self._network_modules()
+        if modules is None:
             return None
-        actor_modules = [policy.pi_features_extractor, extractor.policy_net, policy.action_net]
-        critic_modules = [policy.vf_features_extractor, extractor.value_net, policy.value_net]
+        actor_modules, critic_modules = modules
         actor = {id(p): p for module in actor_modules for p in module.parameters() if p.requires_grad}
         if isinstance(getattr(policy, "log_std", None), nn.Parameter) and policy.log_std.requires_grad:
             actor[id(policy.log_std)] = policy.log_std
@@ -371,6 +370,14 @@ class ACKTR(OnPolicyAlgorithm):
         if actor.keys() & critic.keys() or actor.keys() | critic.keys() != trainable:
             return None
         return list(actor.values()), list(critic.values())
+
+    def _network_modules(self) -> tuple[list[nn.Module], list[nn.Module]] | None:
+        """The actor's modules and the critic's (None if the policy's extractor cannot tell them apart)."""
+        policy, extractor = self.policy, self.policy.mlp_extractor
+        if not (hasattr(extractor, "policy_net") and hasattr(extractor, "value_net")):
+            return None
+        actor = [policy.pi_features_extractor, extractor.policy_net, policy.action_net]
+        return actor, [policy.vf_features_extractor, extractor.value_net, policy.value_net]
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         """
@@ -632,7 +639,10 @@ class ACKTR(OnPolicyAlgorithm):
         :return: True if function returned with at least `n_rollout_steps` collected, False if callback terminated
             rollout prematurely.
         """
-        continue_training = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        return self._agree_to_continue(super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps))
+
+    def _agree_to_continue(self, continue_training: bool) -> bool:
+        """In a data-parallel run, whether every rank goes on (one stops all); else this process's answer."""
         if self._process_group is None:
             return continue_training
         return all_agree(continue_training, self.device)

@@ -1,0 +1,158 @@
+import re
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from sb3_contrib.ppo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from sb3_acktr.acktr.acktr import ACKTR
+
+SelfRecurrentACKTR = TypeVar("SelfRecurrentACKTR", bound="RecurrentACKTR")
+
+#: KFAC's warning that only LSTMs are on the diagonal Fisher: expected here, so not repeated to the user
+LSTM_ONLY_ON_DIAGONAL = re.compile(r"^KFAC: no Kronecker factors for '[^']*' \(LSTM\)(, '[^']*' \(LSTM\))* \(only")
+
+
+class RecurrentACKTR(ACKTR):
+    """
+    ACKTR with LSTM policies: sb3-contrib's recurrent policies and rollout buffers (as ``RecurrentPPO`` uses them),
+    one K-FAC step over the whole rollout.
+
+    The LSTM states are carried across rollouts and reset at episode starts exactly as in ``RecurrentPPO`` (whose
+    rollout collection is reused); the update evaluates the rollout as sequences, padded to a common length, and
+    every loss, Fisher loss and curvature statistic counts only the real steps (the buffer's mask). Curvature: the
+    features extractor, the MLP heads and the action and value layers get Kronecker factors; the LSTM weights use
+    K-FAC's diagonal Fisher.
+
+    Paper: https://arxiv.org/abs/1708.05144 (ACKTR); sb3-contrib's ``RecurrentPPO`` for the recurrent machinery.
+
+    The parameters are :class:`~sb3_acktr.ACKTR`'s, with a recurrent policy (``MlpLstmPolicy``, ``CnnLstmPolicy``,
+    ``MultiInputLstmPolicy`` or a subclass of sb3-contrib's ``RecurrentActorCriticPolicy``); ``rollout_buffer_class``
+    must stay None (the recurrent buffers are chosen from the observation space).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
+    }
+    policy: RecurrentActorCriticPolicy
+
+    def _setup_model(self) -> None:
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, RecurrentActorCriticPolicy)):
+            raise TypeError(
+                "RecurrentACKTR needs a recurrent policy (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a "
+                f"subclass of sb3-contrib's RecurrentActorCriticPolicy), got "
+                f"{getattr(self.policy_class, '__name__', self.policy_class)}. For a policy without memory, use ACKTR."
+            )
+        if self.rollout_buffer_class is not None:
+            raise ValueError(
+                f"RecurrentACKTR uses sb3-contrib's recurrent rollout buffers; rollout_buffer_class="
+                f"{self.rollout_buffer_class.__name__} cannot be used. Leave it at None."
+            )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            super()._setup_model()
+        for warning in caught:
+            if not LSTM_ONLY_ON_DIAGONAL.match(str(warning.message)):
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        lstm = self.policy.lstm_actor
+        # Hidden and cell states of the actor's and the critic's LSTMs (the same architecture, as RecurrentPPO)
+        state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
+        self._last_lstm_states = RNNStates(
+            (th.zeros(state_shape, device=self.device), th.zeros(state_shape, device=self.device)),
+            (th.zeros(state_shape, device=self.device), th.zeros(state_shape, device=self.device)),
+        )
+        buffer_class = (
+            RecurrentDictRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else RecurrentRolloutBuffer
+        )
+        self.rollout_buffer = buffer_class(
+            self.n_steps,
+            self.observation_space,  # type: ignore[arg-type]
+            self.action_space,
+            (self.n_steps, lstm.num_layers, self.n_envs, lstm.hidden_size),
+            self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+        )
+
+    def _network_modules(self) -> tuple[list[nn.Module], list[nn.Module]] | None:
+        """ACKTR's actor and critic modules, with the actor's LSTM, and the critic's LSTM or linear layer if any."""
+        modules = super()._network_modules()
+        if modules is None:
+            return None
+        actor, critic = modules
+        policy = self.policy
+        critic_extra = [module for module in (policy.lstm_critic, policy.critic) if isinstance(module, nn.Module)]
+        return [*actor, policy.lstm_actor], [*critic, *critic_extra]
+
+    def collect_rollouts(  # type: ignore[override]
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """
+        Collect experiences as ``RecurrentPPO`` does (LSTM states carried along, reset at episode starts, stored for
+        the update); in a data-parallel run the ranks then agree whether to go on.
+
+        :param env: The training environment
+        :param callback: Callback that will be called at each step (and at the beginning and end of the rollout)
+        :param rollout_buffer: Buffer to fill with rollouts
+        :param n_rollout_steps: Number of experiences to collect per environment
+        :return: True if function returned with at least `n_rollout_steps` collected, False if callback terminated
+            rollout prematurely.
+        """
+        continue_training = RecurrentPPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[arg-type]
+        return self._agree_to_continue(continue_training)
+
+    def _evaluate_actions(self, rollout_data: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        return self.policy.evaluate_actions(
+            rollout_data.observations, actions, rollout_data.lstm_states, rollout_data.episode_starts
+        )
+
+    def _policy_distribution(self, rollout_data: Any) -> Distribution:
+        distribution, _ = self.policy.get_distribution(
+            rollout_data.observations, rollout_data.lstm_states.pi, rollout_data.episode_starts
+        )
+        return distribution
+
+    @staticmethod
+    def _sample_mask(rollout_data: Any) -> th.Tensor | None:
+        """The real steps of the padded sequences."""
+        return rollout_data.mask > 1e-8
+
+    def learn(
+        self: SelfRecurrentACKTR,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "RecurrentACKTR",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfRecurrentACKTR:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_lstm_states"]
