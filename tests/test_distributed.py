@@ -188,7 +188,7 @@ def test_ctrl_c_on_torchrun_stops_every_rank(tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--algo", "a2c"], "under torchrun only --algo acktr trains data-parallel, got --algo a2c"),
+        (["--algo", "a2c"], "under torchrun only --algo acktr or acktr_lstm trains data-parallel, got --algo a2c"),
         (["--algo", "acktr", "-optimize"], "-optimize does not run under torchrun"),
     ],
 )

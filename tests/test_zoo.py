@@ -15,12 +15,14 @@ import yaml
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-from sb3_acktr import ACKTR
+from sb3_acktr import ACKTR, RecurrentACKTR
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
-from sb3_acktr.zoo import HYPERPARAMS, register
+from sb3_acktr.zoo import HYPERPARAMS, RECURRENT_HYPERPARAMS, register
 
 with open(HYPERPARAMS) as file:
     ENTRIES = sorted(yaml.safe_load(file))
+with open(RECURRENT_HYPERPARAMS) as file:
+    RECURRENT_ENTRIES = sorted(yaml.safe_load(file))
 
 ZOO = [sys.executable, "-m", "sb3_acktr.zoo"]
 POSTGRES_SCRIPT = Path(__file__).parent.parent / "scripts" / "postgres.sh"
@@ -39,29 +41,32 @@ def test_register_is_idempotent():
     register()
     register()
     assert rl_zoo3.ALGOS["acktr"] is ACKTR
-    assert HYPERPARAMS_SAMPLER["acktr"].__name__ == "sample_acktr_params"
+    assert rl_zoo3.ALGOS["acktr_lstm"] is RecurrentACKTR
+    assert HYPERPARAMS_SAMPLER["acktr"].__name__ == HYPERPARAMS_SAMPLER["acktr_lstm"].__name__ == "sample_acktr_params"
     assert HYPERPARAMS_CONVERTER["acktr"].__name__ == "convert_acktr_params"
     assert rl_zoo3.ALGOS["a2c"].__name__ == "A2C"
 
 
-def test_hyperparams_ship_inside_the_package():
-    assert HYPERPARAMS.is_file()
-    assert (Path(__file__).parent.parent / "sb3_acktr" / "hyperparams" / "acktr.yml").resolve() == HYPERPARAMS.resolve()
+@pytest.mark.parametrize("path", [HYPERPARAMS, RECURRENT_HYPERPARAMS])
+def test_hyperparams_ship_inside_the_package(path):
+    assert path.is_file()
+    assert (Path(__file__).parent.parent / "sb3_acktr" / "hyperparams" / path.name).resolve() == path.resolve()
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
-def test_every_yaml_entry_builds_its_model(entry, tmp_path):
+@pytest.mark.parametrize(
+    "algo, entry", [("acktr", entry) for entry in ENTRIES] + [("acktr_lstm", entry) for entry in RECURRENT_ENTRIES]
+)
+def test_every_yaml_entry_builds_its_model(algo, entry, tmp_path):
     """rl-zoo's own ExperimentManager builds env and model for each entry: no key can be misspelled."""
     register()
     # default: an env without an entry of its own
     env_id = {"default": "FrozenLake-v1", "atari": "PongNoFrameskip-v4"}.get(entry, entry)
     if env_id.startswith(ENV_ID_PREFIX):
         register_minatar_envs()
-    manager = ExperimentManager(
-        argparse.Namespace(), "acktr", env_id, str(tmp_path), config=str(HYPERPARAMS), eval_freq=-1, verbose=0
-    )
+    config = HYPERPARAMS if algo == "acktr" else RECURRENT_HYPERPARAMS
+    manager = ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path), config=str(config), eval_freq=-1, verbose=0)
     model, _ = manager.setup_experiment()
-    assert isinstance(model, ACKTR)
+    assert type(model) is (ACKTR if algo == "acktr" else RecurrentACKTR)
     model.get_env().close()
 
 
@@ -83,6 +88,7 @@ def test_sampler_builds_valid_kwargs():
     for _ in range(5):
         kwargs = HYPERPARAMS_SAMPLER["acktr"](study.ask(), n_actions=2, n_envs=1, additional_args={})
         ACKTR("MlpPolicy", "CartPole-v1", **kwargs)  # every key is an ACKTR argument, every value valid
+        RecurrentACKTR("MlpLstmPolicy", "CartPole-v1", **kwargs)
 
 
 @pytest.fixture(scope="module")

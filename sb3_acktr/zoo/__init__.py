@@ -30,6 +30,10 @@ from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
 
 #: The package's zoo hyperparameters (``hyperparams/acktr.yml``, shipped inside the wheel)
 HYPERPARAMS = Path(__file__).resolve().parent.parent / "hyperparams" / "acktr.yml"
+#: RecurrentACKTR's (``hyperparams/acktr_lstm.yml``), for ``--algo acktr_lstm``
+RECURRENT_HYPERPARAMS = HYPERPARAMS.with_name("acktr_lstm.yml")
+#: The package's algorithms in rl-zoo, and their default ``--conf-file``
+ZOO_CONFIGS = {"acktr": HYPERPARAMS, "acktr_lstm": RECURRENT_HYPERPARAMS}
 
 COMMANDS = ("train", "enjoy", "record_video", "results")
 USAGE = f"usage: python -m sb3_acktr.zoo {{{','.join(COMMANDS)}}} [rl-zoo arguments ...]"
@@ -37,19 +41,21 @@ USAGE = f"usage: python -m sb3_acktr.zoo {{{','.join(COMMANDS)}}} [rl-zoo argume
 
 def register() -> None:
     """
-    Add ACKTR to rl-zoo: ``rl_zoo3.ALGOS["acktr"]``, its Optuna sampler and converter. Idempotent.
+    Add ACKTR to rl-zoo: ``rl_zoo3.ALGOS["acktr"]`` and ``["acktr_lstm"]`` (RecurrentACKTR, named as rl-zoo names
+    RecurrentPPO ``ppo_lstm``), with ACKTR's Optuna sampler and converter for both. Idempotent.
 
     Call it before ``rl_zoo3.train.train()`` / ``rl_zoo3.enjoy.enjoy()`` in your own scripts.
     """
     import rl_zoo3
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-    from sb3_acktr import ACKTR
+    from sb3_acktr import ACKTR, RecurrentACKTR
     from sb3_acktr.zoo.hyperparams_opt import convert_acktr_params, sample_acktr_params
 
-    rl_zoo3.ALGOS["acktr"] = ACKTR
-    HYPERPARAMS_SAMPLER["acktr"] = sample_acktr_params
-    HYPERPARAMS_CONVERTER["acktr"] = convert_acktr_params
+    for name, algo in (("acktr", ACKTR), ("acktr_lstm", RecurrentACKTR)):
+        rl_zoo3.ALGOS[name] = algo
+        HYPERPARAMS_SAMPLER[name] = sample_acktr_params
+        HYPERPARAMS_CONVERTER[name] = convert_acktr_params
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -100,8 +106,9 @@ def _data_parallel_arguments(args: list[str]) -> list[str]:
     Under ``torchrun``: rank 0 trains with the arguments as given (its log folder is the run's); the other ranks
     step their envs and take part in every update, but evaluate, save and log nothing, into a temporary folder.
     """
-    if _option(args, "--algo") != "acktr":
-        sys.exit(f"error: under torchrun only --algo acktr trains data-parallel, got --algo {_option(args, '--algo')}.")
+    algo = _option(args, "--algo")
+    if algo not in ZOO_CONFIGS:
+        sys.exit(f"error: under torchrun only --algo acktr or acktr_lstm trains data-parallel, got --algo {algo}.")
     if any(arg in ("-optimize", "--optimize-hyperparameters") for arg in args):
         sys.exit(
             "error: -optimize does not run under torchrun. Run several optimization processes on one study instead "
@@ -140,8 +147,9 @@ def main(argv: list[str] | None = None) -> None:
             register_minatar_envs()
         except ImportError as error:
             sys.exit(f"error: {error}")
-    if command == "train" and _option(args, "--algo") == "acktr" and not _has_conf_file(args):
-        args += ["--conf-file", str(HYPERPARAMS)]
+    algo = _option(args, "--algo")
+    if command == "train" and algo in ZOO_CONFIGS and not _has_conf_file(args):
+        args += ["--conf-file", str(ZOO_CONFIGS[algo])]
     if command == "train" and launched_by_torchrun():
         args = _data_parallel_arguments(args)
     # rl-zoo parses sys.argv itself
