@@ -5,6 +5,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.distributions import Distribution, StateDependentNoiseDistribution, kl_divergence
@@ -241,13 +242,20 @@ class ACKTR(OnPolicyAlgorithm):
                 UserWarning,
             )
 
-    def _setup_model(self) -> None:
-        self._check_hyperparameters()
+    def _check_policy_class(self) -> None:
+        """Raise a ``TypeError`` unless the policy is an actor-critic this algorithm can train."""
+        name = getattr(self.policy_class, "__name__", self.policy_class)
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, ActorCriticPolicy)):
             raise TypeError(
                 f"ACKTR needs an actor-critic policy (MlpPolicy, CnnPolicy, MultiInputPolicy or a subclass of SB3's "
-                f"ActorCriticPolicy), got {getattr(self.policy_class, '__name__', self.policy_class)}."
+                f"ActorCriticPolicy), got {name}."
             )
+        if issubclass(self.policy_class, RecurrentActorCriticPolicy):
+            raise TypeError(f"ACKTR does not carry LSTM states; {name} is a recurrent policy: use RecurrentACKTR.")
+
+    def _setup_model(self) -> None:
+        self._check_hyperparameters()
+        self._check_policy_class()
         if launched_by_torchrun():
             self.device = join_torchrun(self.device)
         if self._process_group is not None:

@@ -50,13 +50,22 @@ class RecurrentACKTR(ACKTR):
     }
     policy: RecurrentActorCriticPolicy
 
-    def _setup_model(self) -> None:
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        """A policy class from its alias; ACKTR's aliases name the recurrent policy to use instead."""
+        if policy_name in ACKTR.policy_aliases:
+            recurrent = policy_name.replace("Policy", "LstmPolicy")
+            raise TypeError(f"{policy_name} has no memory: use {recurrent} with RecurrentACKTR, or {policy_name} with ACKTR.")
+        return super()._get_policy_from_name(policy_name)
+
+    def _check_policy_class(self) -> None:
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, RecurrentActorCriticPolicy)):
             raise TypeError(
                 "RecurrentACKTR needs a recurrent policy (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a "
                 f"subclass of sb3-contrib's RecurrentActorCriticPolicy), got "
                 f"{getattr(self.policy_class, '__name__', self.policy_class)}. For a policy without memory, use ACKTR."
             )
+
+    def _setup_model(self) -> None:
         if self.rollout_buffer_class is not None:
             raise ValueError(
                 f"RecurrentACKTR uses sb3-contrib's recurrent rollout buffers; rollout_buffer_class="
@@ -68,6 +77,9 @@ class RecurrentACKTR(ACKTR):
         for warning in caught:
             if not LSTM_ONLY_ON_DIAGONAL.match(str(warning.message)):
                 warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        # SB3 recorded the class of the default buffer it built (replaced below): the recurrent one is chosen from the
+        # observation space each time, on load too
+        self.rollout_buffer_class = None
         lstm = self.policy.lstm_actor
         # Hidden and cell states of the actor's and the critic's LSTMs (the same architecture, as RecurrentPPO)
         state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
