@@ -23,6 +23,8 @@ THRESHOLDS: dict[str, float] = {
     "MinAtar/Breakout-v1": 10.0,
     "MinAtar/SpaceInvaders-v1": 50.0,
     "MinAtar/Asterix-v1": 10.0,
+    # Partially observable (velocities masked): CartPole's threshold
+    "CartPoleNoVel-v1": 475.0,
 }
 
 #: Reported, but not counted in the median ratio over tasks (tuned A2C solves them early already)
@@ -31,6 +33,7 @@ SANITY_CHECKS = ("CartPole-v1", "Acrobot-v1")
 #: Environment steps per run when ``--budget`` is not given
 DEFAULT_BUDGETS: dict[str, int] = {
     "CartPole-v1": 100_000,
+    "CartPoleNoVel-v1": 100_000,
     "Acrobot-v1": 200_000,
     "MinAtar/Breakout-v1": 5_000_000,
     "MinAtar/SpaceInvaders-v1": 5_000_000,
@@ -42,6 +45,7 @@ DEFAULT_BUDGET = 1_000_000
 #: Evaluation period in environment steps when ``--eval-freq`` is not given: fine enough to resolve the early phase
 DEFAULT_EVAL_FREQS: dict[str, int] = {
     "CartPole-v1": 2_000,
+    "CartPoleNoVel-v1": 2_000,
     "Acrobot-v1": 2_000,
     "MinAtar/Breakout-v1": 50_000,
     "MinAtar/SpaceInvaders-v1": 50_000,

@@ -26,9 +26,9 @@ import numpy as np
 from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, run_label
 from tables import table_header
 
-ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C", "ppo": "PPO"}
+ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C", "ppo": "PPO", "ppo_lstm": "RecurrentPPO", "acktr_lstm": "RecurrentACKTR"}
 #: Rows in this order; variants (``acktr-reduce``) after their algorithm
-ALGO_ORDER = ("a2c", "ppo", "acktr")
+ALGO_ORDER = ("a2c", "ppo", "acktr", "ppo_lstm", "acktr_lstm")
 
 
 def algo_name(label: str) -> str:
@@ -321,7 +321,7 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) 
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    colors = {"a2c": "tab:blue", "ppo": "tab:green", "acktr": "tab:red"}
+    colors = {"a2c": "tab:blue", "ppo": "tab:green", "acktr": "tab:red", "ppo_lstm": "tab:olive", "acktr_lstm": "tab:purple"}
     extra_colors = iter(("tab:purple", "tab:orange", "tab:brown", "tab:pink"))
     for algo in ordered_labels(list(by_algo)):
         color = colors.get(algo) or next(extra_colors)

@@ -69,7 +69,7 @@ from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization  # 
 from tqdm import tqdm  # noqa: E402
 
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs  # noqa: E402
-from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
+from sb3_acktr.zoo import ZOO_CONFIGS, register  # noqa: E402
 
 #: This process's rank and the number of ranks (torchrun sets them; one process otherwise)
 RANK, WORLD_SIZE = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -81,21 +81,28 @@ BENCHMARK_HYPERPARAMS = Path(__file__).resolve().parent / "hyperparams"
 def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]:
     """
     The hyperparameters file rl-zoo reads for ``algo`` on ``env_id``, and the entry to substitute when the protocol
-    says so (A2C on MuJoCo ``-v5`` ids: the ``-v4`` entry, or ``mujoco-defaults`` when there is none).
+    says so: for rl-zoo's algorithms, the entry of another version of the same env when rl-zoo lags gymnasium
+    (``LunarLanderNoVel-v2`` for ``-v3``; MuJoCo ``-v5`` ids: the ``-v4`` entry, or ``mujoco-defaults`` when there is
+    none).
 
-    :param algo: ``"acktr"`` or ``"a2c"``
+    :param algo: ``"acktr"``, ``"acktr_lstm"``, or an rl-zoo algorithm (``"a2c"``, ``"ppo"``, ``"ppo_lstm"``)
     :param env_id: Environment id
     :return: ``(yaml path, substitute entry or None, description of the entry used)``
     """
-    path = HYPERPARAMS if algo == "acktr" else RL_ZOO_HYPERPARAMS / f"{algo}.yml"
+    ours = algo in ZOO_CONFIGS
+    path = ZOO_CONFIGS[algo] if ours else RL_ZOO_HYPERPARAMS / f"{algo}.yml"
     own = BENCHMARK_HYPERPARAMS / f"{algo}.yml"
-    if algo != "acktr" and own.is_file() and env_id in yaml.safe_load(own.read_text()):
+    if not ours and own.is_file() and env_id in yaml.safe_load(own.read_text()):
         path = own
     with open(path) as file:
         entries = yaml.safe_load(file)
     if env_id in entries:
         return path, None, f"{path.name}: {env_id}"
-    if algo != "acktr" and "mujoco" in str(gym.spec(env_id).entry_point):
+    name = env_id.rsplit("-v", 1)[0]
+    other_versions = sorted((key for key in entries if key.rsplit("-v", 1)[0] == name), reverse=True)
+    if not ours and other_versions and "mujoco" not in str(gym.spec(env_id).entry_point):
+        return path, dict(entries[other_versions[0]]), f"{path.name}: {other_versions[0]} (rl-zoo has no {env_id} entry)"
+    if not ours and "mujoco" in str(gym.spec(env_id).entry_point):
         v4 = env_id.rsplit("-v", 1)[0] + "-v4"
         if v4 in entries:
             return path, dict(entries[v4]), f"{path.name}: {v4} (rl-zoo has no {env_id} entry)"
@@ -346,7 +353,7 @@ class EvaluateAfterUpdates(BaseCallback):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
-    parser.add_argument("--algo", required=True, choices=["acktr", "a2c", "ppo"])
+    parser.add_argument("--algo", required=True, choices=["acktr", "acktr_lstm", "a2c", "ppo", "ppo_lstm"])
     parser.add_argument("--seed", type=int, default=0, help="Training seed")
     parser.add_argument("--budget", type=int, help="Environment steps (default: 100k CartPole, 200k Acrobot, else 1M)")
     parser.add_argument("--eval-freq", type=int, help="Evaluate every N steps (default: 2k CartPole/Acrobot, else 10k)")
@@ -373,8 +380,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if bool(args.params) != bool(args.variant):
         parser.error("--params and --variant go together: a run with other hyperparameters is reported as a variant")
     if WORLD_SIZE > 1:
-        if args.algo != "acktr":
-            parser.error(f"under torchrun only acktr trains data-parallel, got --algo {args.algo}")
+        if args.algo not in ZOO_CONFIGS:
+            parser.error(f"under torchrun only acktr and acktr_lstm train data-parallel, got --algo {args.algo}")
         args.variant = f"{args.variant}-{WORLD_SIZE}ranks" if args.variant else f"{WORLD_SIZE}ranks"
     return args
 
