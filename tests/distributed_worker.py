@@ -203,5 +203,8 @@ COMMANDS = {
 if __name__ == "__main__":
     command, out = sys.argv[1], Path(sys.argv[2])
     if command == "kfac_equivalence":
-        dist.init_process_group("gloo")  # ACKTR joins torchrun's group itself; plain KFAC users do it
+        dist.init_process_group("gloo")  # ACKTR joins torchrun's group itself (and leaves it at exit); plain KFAC users do it
     COMMANDS[command](out)
+    if command == "kfac_equivalence":
+        dist.barrier()
+        dist.destroy_process_group()
