@@ -13,6 +13,7 @@ bytes, ``2(N−1)·α + 2(N−1)/N · bytes / B``, over a stated interconnect (l
 
     python benchmarks/scale.py --out benchmarks/results/scale.json   # ~10 min
     python benchmarks/scale.py --quick                               # CartPole, one repeat, seconds
+    python benchmarks/scale.py --placements --out benchmarks/results/scale/placements.json   # the inverse placements
 
 Each rank steps its envs on its own core here (2 cores): a third process on the machine slows the ranks unevenly.
 """
@@ -47,6 +48,14 @@ from sb3_acktr.kfac import optimizer as kfac_optimizer  # noqa: E402
 CONFIGS = {
     "HalfCheetah-v5 1x2500": Config("HalfCheetah-v5 1x2500", "scale", "HalfCheetah-v5", 1, 2500, updates=5, repeats=3),
     "CartPole-v1 8x20": Config("CartPole-v1 8x20", "scale", "CartPole-v1", 8, 20, updates=100, repeats=3),
+}
+#: ``--placements``: 2 ranks with every inverse on every rank against each on one rank; 10 updates, so that each
+#: timed run holds one inverse refresh (``kfac_update`` 10)
+PLACEMENT_CONFIGS = {
+    "HalfCheetah-v5 1x2500": Config("HalfCheetah-v5 1x2500", "scale", "HalfCheetah-v5", 1, 2500, updates=10, repeats=3),
+    "HalfCheetah-v5 1x2500, [1024, 1024]": Config(
+        "HalfCheetah-v5 1x2500, [1024, 1024]", "scale", "HalfCheetah-v5", 1, 2500, updates=10, repeats=3, width=1024
+    ),
 }
 #: Interconnects of the projection: (name, latency α in seconds, bandwidth B in bytes/s)
 INTERCONNECTS = [("10 Gbit/s Ethernet", 20e-6, 10e9 / 8), ("100 Gbit/s InfiniBand", 2e-6, 100e9 / 8)]
@@ -87,6 +96,7 @@ def worker(config: Config, seed: int, out: Path) -> None:
         (kfac_optimizer, "all_reduce_sum", "collectives"),
         (kfac_optimizer, "all_reduce_mean_", "collectives"),
         (acktr_module, "all_agree", "collectives"),
+        (kfac_optimizer, "cholesky_inverses", "inverses"),
     ]
     with timer.installed(targets):
         # learn() counts global steps: the same number of updates on every rank count
@@ -120,12 +130,13 @@ def timed_learn_global(model: Any, updates: int, world_size: int) -> float:
     return time.perf_counter() - start
 
 
-def launch(config_name: str, ranks: int, seed: int, updates: int) -> dict[str, Any]:
+def launch(config_name: str, ranks: int, seed: int, updates: int, inverses: str = "all_ranks") -> dict[str, Any]:
     """A fresh ``torchrun`` of :func:`worker` with ``ranks`` processes."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "figures.json"
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
         command += [__file__, "--worker", config_name, "--seed", str(seed), "--updates", str(updates), "--figures", str(out)]
+        command += ["--inverses", inverses]
         result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{config_name} at {ranks} ranks failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -180,6 +191,48 @@ def measure(config: Config, seed: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def measure_placements(config: Config, seed: int, repeats: int) -> dict[str, Any]:
+    """Interleaved 2-rank runs with ``distributed_inverses`` "all_ranks" and "one_rank": steps/s and time per update."""
+    runs: dict[str, list[dict[str, Any]]] = {"all_ranks": [], "one_rank": []}
+    for _ in range(repeats):
+        for placement in runs:
+            runs[placement].append(launch(config.name, 2, seed, config.updates, placement))
+            print(f"{config.name}, {placement}: {runs[placement][-1]['steps_per_s']:.0f} steps/s", file=sys.stderr)
+
+    def median(placement: str, phase: str) -> float:
+        return statistics.median(run["per_update_s"].get(phase, 0.0) for run in runs[placement])
+
+    return {
+        "config": config.name,
+        "runs": runs,
+        "median_steps_per_s": {
+            placement: statistics.median(run["steps_per_s"] for run in results) for placement, results in runs.items()
+        },
+        "inverses_s_per_update": {placement: median(placement, "inverses") for placement in runs},
+        "collectives_s_per_update": {placement: median(placement, "collectives") for placement in runs},
+        "update_s": {placement: median(placement, "update") for placement in runs},
+        "bytes": runs["all_ranks"][0]["bytes"],
+    }
+
+
+def placements_markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["2 ranks, each inverse on every rank (all_ranks) or on one rank (one_rank); medians of interleaved runs:", ""]
+    columns = ["configuration", "steps/s all_ranks", "steps/s one_rank", "**one / all**", "inverses (ms/update) all / one"]
+    lines += table_header([*columns, "in collectives (ms/update) all / one", "inverses shared per refresh (bytes)"])
+    for result in results:
+        steps, inverses, collectives = (
+            result[key] for key in ("median_steps_per_s", "inverses_s_per_update", "collectives_s_per_update")
+        )
+        ratio = steps["one_rank"] / steps["all_ranks"]
+        inverse_ms = f"{1e3 * inverses['all_ranks']:.2f} / {1e3 * inverses['one_rank']:.2f}"
+        collective_ms = f"{1e3 * collectives['all_ranks']:.2f} / {1e3 * collectives['one_rank']:.2f}"
+        lines.append(
+            f"| {result['config']} | {steps['all_ranks']:.0f} | {steps['one_rank']:.0f} | **{ratio:.2f}** | {inverse_ms} | "
+            f"{collective_ms} | {result['bytes']['inverses_one_rank_per_refresh']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["Steps/s, median of interleaved runs:", ""]
     lines += table_header(
@@ -219,14 +272,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="Where the json goes (a .md table beside it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="CartPole, 10 updates, one repeat")
-    parser.add_argument("--worker", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--placements", action="store_true", help="Compare the inverse placements at 2 ranks instead")
+    parser.add_argument("--worker", choices=sorted(CONFIGS | PLACEMENT_CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--inverses", default="all_ranks", help=argparse.SUPPRESS)
     parser.add_argument("--updates", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--figures", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        config = CONFIGS[args.worker]
+        config = (CONFIGS | PLACEMENT_CONFIGS)[args.worker]
         config.updates = args.updates
+        config.acktr_kwargs = {"kfac_distributed_inverses": args.inverses}
         worker(config, args.seed, args.figures)
+        return
+    if args.placements:
+        placements = [measure_placements(config, args.seed, config.repeats) for config in PLACEMENT_CONFIGS.values()]
+        table = placements_markdown(placements)
+        print(table)
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"machine": machine_info(), "results": placements}, indent=1) + "\n")
+            args.out.with_suffix(".md").write_text(table)
         return
     configs = list(CONFIGS.values())
     if args.quick:

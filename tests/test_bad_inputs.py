@@ -124,6 +124,24 @@ CASES = [
         r"kfac_inverse_method must be one of \('cholesky', 'eigen'\), got 'svd'",
     ),
     (
+        "acktr-distributed-inverses",
+        acktr(kfac_distributed_inverses="rank0"),
+        ValueError,
+        r"kfac_distributed_inverses must be one of \('all_ranks', 'one_rank'\), got 'rank0'",
+    ),
+    (
+        "kfac-distributed-inverses",
+        kfac(distributed_inverses="some"),
+        ValueError,
+        r"distributed_inverses must be one of \('all_ranks', 'one_rank'\), got 'some'",
+    ),
+    (
+        "kfac-stats-warm-up",
+        kfac(stats_warm_up=1),
+        TypeError,
+        r"stats_warm_up must be a bool, got 1",
+    ),
+    (
         "acktr-trust-region",
         acktr(trust_region="actor"),
         ValueError,

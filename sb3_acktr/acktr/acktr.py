@@ -23,7 +23,7 @@ from sb3_acktr.acktr.distributed import GlobalTimesteps, all_agree, join_torchru
 from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
-from sb3_acktr.kfac.distributed import check_same_on_all_ranks, default_process_group
+from sb3_acktr.kfac.distributed import DISTRIBUTED_INVERSES, check_same_on_all_ranks, default_process_group
 from sb3_acktr.kfac.optimizer import INVERSE_METHODS
 
 SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
@@ -86,6 +86,9 @@ class ACKTR(OnPolicyAlgorithm):
         (see :class:`~sb3_acktr.KFAC`'s ``stats_warm_up``): the trust region's quadratic model then predicts the early
         steps' KL closely, and those steps are smaller. Off by default: the zoo's entries were tuned without it
     :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
+    :param kfac_distributed_inverses: Under ``torchrun``, ``"all_ranks"`` computes every K-FAC inverse on every rank
+        (no communication) or ``"one_rank"`` each layer's on one rank, shared in one collective (``KFAC``'s
+        ``distributed_inverses``; worth it for wide layers and many ranks). No effect in one process
     :param kfac_inverse_method: ``"cholesky"`` (factored Tikhonov damping, as the paper) or ``"eigen"``
         (damping added to eigenvalue products, as OpenAI baselines and SB2)
     :param trust_region: ``"joint"``: one trust-region scale for actor and critic together (SB2);
@@ -139,6 +142,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_stats_warm_up: bool = False,
         kfac_momentum: float = 0.9,
         kfac_inverse_method: str = "cholesky",
+        kfac_distributed_inverses: str = "all_ranks",
         trust_region: str = "joint",
         normalize_advantage: bool = False,
         use_sde: bool = False,
@@ -192,6 +196,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_stats_warm_up = kfac_stats_warm_up
         self.kfac_momentum = kfac_momentum
         self.kfac_inverse_method = kfac_inverse_method
+        self.kfac_distributed_inverses = kfac_distributed_inverses
         self.trust_region = trust_region
         self.normalize_advantage = normalize_advantage
         # learn()'s log_interval and the train() calls since learn() began: see _exact_kl_due()
@@ -232,6 +237,7 @@ class ACKTR(OnPolicyAlgorithm):
         check_number("kfac_stats_decay", self.kfac_stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
         check_number("kfac_momentum", self.kfac_momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
         check_choice("kfac_inverse_method", self.kfac_inverse_method, INVERSE_METHODS)
+        check_choice("kfac_distributed_inverses", self.kfac_distributed_inverses, DISTRIBUTED_INVERSES)
         check_choice("trust_region", self.trust_region, TRUST_REGIONS)
         initial = self.learning_rate(1.0) if callable(self.learning_rate) else self.learning_rate
         if 0 < initial < SMALLEST_USUAL_LEARNING_RATE:
@@ -287,6 +293,7 @@ class ACKTR(OnPolicyAlgorithm):
             stats_samples=self.kfac_stats_samples,
             weight_sharing=self.kfac_weight_sharing,
             inverse_method=self.kfac_inverse_method,
+            distributed_inverses=self.kfac_distributed_inverses,
             trust_region="per_group" if self.trust_region == "per_network" else "joint",
             param_groups=param_groups,
         )
@@ -306,6 +313,7 @@ class ACKTR(OnPolicyAlgorithm):
             "n_steps", "n_envs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "vf_fisher_coef", "max_grad_norm",
             "kfac_clip", "kfac_update", "kfac_stats_update", "kfac_stats_samples", "kfac_weight_sharing",
             "kfac_damping", "kfac_stats_decay", "kfac_stats_warm_up", "kfac_momentum", "kfac_inverse_method",
+            "kfac_distributed_inverses",
             "trust_region", "normalize_advantage", "use_sde", "sde_sample_freq",
         )  # fmt: skip
         schedule = self.learning_rate if callable(self.learning_rate) else None
