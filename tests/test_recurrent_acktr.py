@@ -157,6 +157,11 @@ def test_per_network_trust_region_puts_each_lstm_with_its_network():
         (dict(policy="MlpPolicy"), TypeError, "MlpPolicy has no memory: use MlpLstmPolicy with RecurrentACKTR, or MlpPolicy"),
         (dict(policy=ActorCriticPolicy), TypeError, "RecurrentACKTR needs a recurrent policy .* got ActorCriticPolicy"),
         (dict(rollout_buffer_class=VecNormalize), ValueError, "RecurrentACKTR uses sb3-contrib's recurrent rollout buffers"),
+        (
+            dict(policy_kwargs=dict(lstm_kwargs=dict(bidirectional=True))),
+            ValueError,
+            r"a bidirectional LSTM \(lstm_kwargs=dict\(bidirectional=True\)\) cannot run step by step",
+        ),
     ],
 )
 def test_bad_input(kwargs, error, message):

@@ -81,6 +81,11 @@ class RecurrentACKTR(ACKTR):
         # observation space each time, on load too
         self.rollout_buffer_class = None
         lstm = self.policy.lstm_actor
+        if lstm.bidirectional:
+            raise ValueError(
+                "RecurrentACKTR: a bidirectional LSTM (lstm_kwargs=dict(bidirectional=True)) cannot run step by step "
+                "through an episode, as rollouts do. Remove bidirectional from lstm_kwargs."
+            )
         # Hidden and cell states of the actor's and the critic's LSTMs (the same architecture, as RecurrentPPO)
         state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
         self._last_lstm_states = RNNStates(
