@@ -285,19 +285,14 @@ def main(argv: list[str] | None = None) -> None:
         worker(config, args.seed, args.figures)
         return
     if args.placements:
-        placements = [measure_placements(config, args.seed, config.repeats) for config in PLACEMENT_CONFIGS.values()]
-        table = placements_markdown(placements)
-        print(table)
-        if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"machine": machine_info(), "results": placements}, indent=1) + "\n")
-            args.out.with_suffix(".md").write_text(table)
-        return
-    configs = list(CONFIGS.values())
-    if args.quick:
-        configs = [Config("CartPole-v1 8x20", "scale", "CartPole-v1", 8, 20, updates=10, repeats=1)]
-    results = [measure(config, args.seed, config.repeats) for config in configs]
-    table = markdown(results)
+        results = [measure_placements(config, args.seed, config.repeats) for config in PLACEMENT_CONFIGS.values()]
+        table = placements_markdown(results)
+    else:
+        configs = list(CONFIGS.values())
+        if args.quick:
+            configs = [Config("CartPole-v1 8x20", "scale", "CartPole-v1", 8, 20, updates=10, repeats=1)]
+        results = [measure(config, args.seed, config.repeats) for config in configs]
+        table = markdown(results)
     print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

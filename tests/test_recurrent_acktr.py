@@ -11,7 +11,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
 from sb3_contrib.ppo_recurrent.policies import MlpLstmPolicy
@@ -78,10 +78,15 @@ def test_dict_observations(policy_kwargs):
     evaluate_policy(model, env, warn=False)
 
 
-def test_predict_carries_and_resets_the_states():
+def trained_on_cartpole_without_velocities() -> tuple[RecurrentACKTR, VecEnv]:
+    """A small RecurrentACKTR after 8 updates on 2 CartPoleNoVel-v1 envs, and its env."""
     env = make_vec_env("CartPoleNoVel-v1", n_envs=2, seed=0)
     model = RecurrentACKTR("MlpLstmPolicy", env, n_steps=8, seed=0, policy_kwargs=dict(lstm_hidden_size=8))
-    model.learn(64)
+    return model.learn(64), env
+
+
+def test_predict_carries_and_resets_the_states():
+    model, env = trained_on_cartpole_without_velocities()
     obs = env.reset()
     starts = np.ones(2, dtype=bool)
     _, states = model.predict(obs, episode_start=starts, deterministic=True)
@@ -95,9 +100,7 @@ def test_predict_carries_and_resets_the_states():
 
 
 def test_save_load_continue(tmp_path):
-    env = make_vec_env("CartPoleNoVel-v1", n_envs=2, seed=0)
-    model = RecurrentACKTR("MlpLstmPolicy", env, n_steps=8, seed=0, policy_kwargs=dict(lstm_hidden_size=8))
-    model.learn(64)
+    model, env = trained_on_cartpole_without_velocities()
     obs = env.reset()
     starts = np.ones(2, dtype=bool)
     action, states = model.predict(obs, episode_start=starts, deterministic=True)
