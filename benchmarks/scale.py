@@ -36,8 +36,8 @@ th.set_num_threads(1)
 
 from machine import machine_info  # noqa: E402
 from phases import PhaseTimer  # noqa: E402
-from tables import table_header  # noqa: E402
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
+from tables import table_header  # noqa: E402
 from throughput_configs import Config, make_model  # noqa: E402
 from torch import distributed as dist  # noqa: E402
 

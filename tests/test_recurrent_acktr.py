@@ -6,6 +6,7 @@ import pytest
 import rl_zoo3.import_envs  # noqa: F401  (registers the NoVel envs)
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.ppo_recurrent.policies import MlpLstmPolicy
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
@@ -13,8 +14,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
-
-from sb3_contrib.ppo_recurrent.policies import MlpLstmPolicy
 
 from sb3_acktr import ACKTR, RecurrentACKTR
 

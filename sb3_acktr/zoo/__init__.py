@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 from sb3_acktr.acktr.distributed import launched_by_torchrun
-
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
 
 #: The package's zoo hyperparameters (``hyperparams/acktr.yml``, shipped inside the wheel)
