@@ -46,11 +46,8 @@ type:
 	mypy ${LINT_PATHS}
 
 lint:
-	# stop the build if there are Python syntax errors or undefined names
-	# see https://www.flake8rules.com/
-	ruff check ${LINT_PATHS} --select=E9,F63,F7,F82 --output-format=full
-	# exit-zero treats all errors as warnings.
-	ruff check ${LINT_PATHS} --exit-zero --output-format=concise
+	# Every finding of the configured rules (pyproject.toml) fails the build
+	ruff check ${LINT_PATHS} --output-format=full
 
 format:
 	# Sort imports
