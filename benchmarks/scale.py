@@ -38,7 +38,7 @@ from machine import machine_info  # noqa: E402
 from phases import PhaseTimer  # noqa: E402
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
 from tables import table_header  # noqa: E402
-from throughput_configs import Config, make_model  # noqa: E402
+from throughput_configs import Config, make_model, timed_learn  # noqa: E402
 from torch import distributed as dist  # noqa: E402
 
 from sb3_acktr import KFAC  # noqa: E402
@@ -88,7 +88,7 @@ def worker(config: Config, seed: int, out: Path) -> None:
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     optimizer = model.policy.optimizer
     assert isinstance(optimizer, KFAC)
-    timed_learn_global(model, 1, world_size)  # warm-up
+    timed_learn(model, 1, world_size)  # warm-up
     timer = PhaseTimer()
     targets = [
         (OnPolicyAlgorithm, "collect_rollouts", "rollout"),
@@ -100,7 +100,7 @@ def worker(config: Config, seed: int, out: Path) -> None:
     ]
     with timer.installed(targets):
         # learn() counts global steps: the same number of updates on every rank count
-        seconds = timed_learn_global(model, config.updates, world_size)
+        seconds = timed_learn(model, config.updates, world_size)
     figures: dict[str, Any] = {
         "ranks": world_size,
         "seconds": seconds,
@@ -120,14 +120,6 @@ def worker(config: Config, seed: int, out: Path) -> None:
         figures["all_reduce_alone_s"] = statistics.median(times)
     if not dist.is_initialized() or dist.get_rank() == 0:
         out.write_text(json.dumps(figures))
-
-
-def timed_learn_global(model: Any, updates: int, world_size: int) -> float:
-    """``timed_learn`` with ``num_timesteps`` counting every rank's steps: ``updates`` updates on each rank."""
-    batch = model.n_steps * model.n_envs
-    start = time.perf_counter()
-    model.learn(updates * batch * world_size, reset_num_timesteps=False)
-    return time.perf_counter() - start
 
 
 def launch(config_name: str, ranks: int, seed: int, updates: int, inverses: str = "all_ranks") -> dict[str, Any]:

@@ -192,15 +192,16 @@ def make_model(algo: str, config: Config, seed: int) -> OnPolicyAlgorithm:
     )
 
 
-def timed_learn(model: OnPolicyAlgorithm, updates: int) -> float:
+def timed_learn(model: OnPolicyAlgorithm, updates: int, ranks: int = 1) -> float:
     """
     Wall-clock seconds of ``model.learn()`` over ``updates`` more updates (rollouts continue, no env reset).
 
     :param model: The model
     :param updates: Number of updates (rollout + train)
+    :param ranks: Number of ranks of a data-parallel run, whose ``learn()`` counts the steps of all of them
     :return: Seconds
     """
-    batch = model.n_steps * model.n_envs
+    batch = model.n_steps * model.n_envs * ranks
     start = time.perf_counter()
     model.learn(updates * batch, reset_num_timesteps=False)
     return time.perf_counter() - start

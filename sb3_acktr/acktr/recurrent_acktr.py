@@ -1,4 +1,3 @@
-import re
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -22,7 +21,7 @@ from sb3_acktr.acktr.acktr import ACKTR
 SelfRecurrentACKTR = TypeVar("SelfRecurrentACKTR", bound="RecurrentACKTR")
 
 #: KFAC's warning that only LSTMs are on the diagonal Fisher: expected here, so not repeated to the user
-LSTM_ONLY_ON_DIAGONAL = re.compile(r"^KFAC: no Kronecker factors for '[^']*' \(LSTM\)(, '[^']*' \(LSTM\))* \(only")
+LSTM_ONLY_ON_DIAGONAL = r"KFAC: no Kronecker factors for '[^']*' \(LSTM\)(, '[^']*' \(LSTM\))* \(only"
 
 
 class RecurrentACKTR(ACKTR):
@@ -71,12 +70,9 @@ class RecurrentACKTR(ACKTR):
                 f"RecurrentACKTR uses sb3-contrib's recurrent rollout buffers; rollout_buffer_class="
                 f"{self.rollout_buffer_class.__name__} cannot be used. Leave it at None."
             )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=LSTM_ONLY_ON_DIAGONAL, category=UserWarning)
             super()._setup_model()
-        for warning in caught:
-            if not LSTM_ONLY_ON_DIAGONAL.match(str(warning.message)):
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         # SB3 recorded the class of the default buffer it built (replaced below): the recurrent one is chosen from the
         # observation space each time, on load too
         self.rollout_buffer_class = None

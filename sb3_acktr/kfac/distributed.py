@@ -5,7 +5,7 @@ and shared. Every exchange is batched: one collective per dtype for a whole list
 Imports torch only.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch as th
@@ -24,12 +24,25 @@ def default_process_group() -> dist.ProcessGroup | None:
     return None
 
 
-def _by_dtype(tensors: Sequence[th.Tensor]) -> dict[tuple[th.dtype, th.device], list[int]]:
-    """Indices of ``tensors`` grouped by dtype and device: one flat buffer, so one collective, per group."""
+def _on_flat_buffers(tensors: Sequence[th.Tensor], collective: Callable[[th.Tensor], None]) -> list[th.Tensor]:
+    """
+    Run ``collective`` in place on one flat buffer per dtype and device holding ``tensors``, so that a whole list takes
+    one collective per dtype, never one per tensor.
+
+    :param tensors: The tensors (same shapes and dtypes on every rank)
+    :param collective: The in-place collective on a flat buffer
+    :return: Views of the buffers, in the order and shapes of ``tensors``
+    """
     groups: dict[tuple[th.dtype, th.device], list[int]] = {}
     for index, tensor in enumerate(tensors):
         groups.setdefault((tensor.dtype, tensor.device), []).append(index)
-    return groups
+    results: list[th.Tensor] = list(tensors)
+    for indices in groups.values():
+        flat = th.cat([tensors[index].detach().reshape(-1) for index in indices])
+        collective(flat)
+        for index, chunk in zip(indices, flat.split([tensors[index].numel() for index in indices]), strict=True):
+            results[index] = chunk.view_as(tensors[index])
+    return results
 
 
 def all_reduce_sum(tensors: Sequence[th.Tensor], group: dist.ProcessGroup) -> list[th.Tensor]:
@@ -40,16 +53,7 @@ def all_reduce_sum(tensors: Sequence[th.Tensor], group: dist.ProcessGroup) -> li
     :param group: The process group
     :return: The sums, in the order and shapes of ``tensors``
     """
-    results: list[th.Tensor] = list(tensors)
-    for indices in _by_dtype(tensors).values():
-        flat = th.cat([tensors[index].reshape(-1) for index in indices])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
-        offset = 0
-        for index in indices:
-            numel = tensors[index].numel()
-            results[index] = flat[offset : offset + numel].view_as(tensors[index])
-            offset += numel
-    return results
+    return _on_flat_buffers(tensors, lambda flat: dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group))
 
 
 def all_reduce_mean_(tensors: Sequence[th.Tensor], group: dist.ProcessGroup) -> None:
@@ -60,8 +64,13 @@ def all_reduce_mean_(tensors: Sequence[th.Tensor], group: dist.ProcessGroup) -> 
     :param group: The process group
     """
     world_size = dist.get_world_size(group)
-    for tensor, total in zip(tensors, all_reduce_sum(tensors, group), strict=True):
-        tensor.copy_(total).div_(world_size)
+
+    def mean(flat: th.Tensor) -> None:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+        flat.div_(world_size)
+
+    with th.no_grad():
+        th._foreach_copy_(list(tensors), _on_flat_buffers(tensors, mean))
 
 
 def assign_owners(costs: Sequence[float], world_size: int) -> list[int]:
@@ -91,15 +100,8 @@ def broadcast_parameters_(tensors: Sequence[th.Tensor], group: dist.ProcessGroup
     :param group: The process group
     """
     source = dist.get_global_rank(group, 0) if group is not dist.group.WORLD else 0
-    for indices in _by_dtype(tensors).values():
-        flat = th.cat([tensors[index].detach().reshape(-1) for index in indices])
-        dist.broadcast(flat, src=source, group=group)
-        offset = 0
-        for index in indices:
-            tensor = tensors[index]
-            with th.no_grad():
-                tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
-            offset += tensor.numel()
+    with th.no_grad():
+        th._foreach_copy_(list(tensors), _on_flat_buffers(tensors, lambda flat: dist.broadcast(flat, src=source, group=group)))
 
 
 def check_same_on_all_ranks(what: str, description: dict[str, Any], group: dist.ProcessGroup) -> None:

@@ -513,8 +513,8 @@ class KFAC(th.optim.Optimizer):
             if self.stats_samples is not None and batch_size > self.stats_samples:
                 if rows is None:
                     self._check_one_batch_size(records, batch_size)
-                    rows = th.arange(batch_size, device=records[0][1].device)
-                rows = rows[th.randperm(batch_size, device=rows.device)[: self.stats_samples]]
+                chosen = th.randperm(batch_size, device=records[0][1].device)[: self.stats_samples]
+                rows = chosen if rows is None else rows[chosen]
                 factor_samples = self.stats_samples
             if rows is not None:
                 records, output_grads = self._select_rows(records, output_grads, rows)
@@ -715,12 +715,14 @@ class KFAC(th.optim.Optimizer):
         owner computes them and one collective shares them (the others contribute zeros to the sum).
         """
         keys = INVERSE_KEYS[self.inverse_method]
+        with_factors = [layer for layer in self.layers if "A" in self.state[layer.weight]]
+        factors = [self.state[layer.weight][key] for layer in with_factors for key in ("A", "G")]
+        # One host sync for every layer; a layer at a time only once something is known to be damaged
+        damaged = refresh and bool(factors) and not all_finite(factors)
         due = []
-        for layer in self.layers:
+        for layer in with_factors:
             state = self.state[layer.weight]
-            if "A" not in state:
-                continue
-            if refresh and not all_finite([state["A"], state["G"]]):
+            if damaged and not all_finite([state["A"], state["G"]]):
                 self._reset_statistics(layer.weight, f"the Kronecker factors of layer '{layer.name}'")
             elif refresh or keys[0] not in state:
                 due.append(layer)
