@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --upgrade pip
 	$(VENV_PYTHON) -m pip install torch==$(TORCH_VERSION)
-	$(VENV_PYTHON) -m pip install -e ".[extra,minatar,postgres,tests,docs]"
+	$(VENV_PYTHON) -m pip install -e ".[all,tests,docs]"
 	touch $@
 
 setup: $(VENV)/.installed

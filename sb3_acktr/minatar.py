@@ -27,10 +27,10 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from sb3_acktr.extras import import_optional
+
 #: The prefix of MinAtar's gymnasium ids (``MinAtar/<Game>-v0``: all 6 actions, ``-v1``: the game's minimal set)
 ENV_ID_PREFIX = "MinAtar/"
-#: The command that installs what MinAtar needs
-INSTALL_HINT = 'pip install "sb3-acktr[minatar]"'
 #: MinAtar's grid: every game is 10 x 10 cells, one boolean channel per kind of object
 GRID_SIZE = (10, 10)
 
@@ -43,12 +43,9 @@ def register_minatar_envs() -> None:
 
     :raises ImportError: If the ``minatar`` package is not installed, naming the extra that installs it
     """
-    try:
-        import minatar.gym
-    except ImportError as error:
-        raise ImportError(f"MinAtar environments need the minatar package: {INSTALL_HINT}") from error
+    minatar_gym = import_optional("minatar.gym", "sb3_acktr.minatar")
     if f"{ENV_ID_PREFIX}Breakout-v1" not in gym.registry:
-        minatar.gym.register_envs()
+        minatar_gym.register_envs()
 
 
 class MinAtarWrapper(gym.ObservationWrapper):

@@ -1,30 +1,21 @@
 """Every Python example of the documentation and the README runs (with tiny budgets)."""
 
-import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from tests.helpers import ROOT, python_examples, shrunk_script
+
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PAGES = [page for page in PAGES if "_build" not in page.parts]
-
-# Shrink the budgets of the examples: the point is that they run, not that they learn
-SHRINK = [
-    (r"total_timesteps=[\d_]+", "total_timesteps=256"),
-    (r"n_envs=32", "n_envs=2"),
-    (r"n_steps=2500", "n_steps=64"),
-    (r"for epoch in range\(50\)", "for epoch in range(3)"),
-]
 
 
 def examples() -> list:
     params = []
     for page in PAGES:
-        blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.DOTALL | re.MULTILINE)
+        blocks = python_examples(page)
         params += [pytest.param(code, id=f"{page.relative_to(ROOT)}:{index}") for index, code in enumerate(blocks)]
     return params
 
@@ -48,9 +39,7 @@ def test_every_page_is_found():
 
 @pytest.mark.parametrize("code", examples())
 def test_example_runs(code, tmp_path):
-    for pattern, replacement in SHRINK:
-        code = re.sub(pattern, replacement, code)
     script = tmp_path / "example.py"
-    script.write_text("import torch\ntorch.set_num_threads(1)\n" + code)
+    script.write_text(shrunk_script(code))
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

@@ -109,7 +109,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "minatar", None)
     monkeypatch.setitem(sys.modules, "minatar.gym", None)
     with pytest.raises(
-        ImportError, match=r'MinAtar environments need the minatar package: pip install "sb3-acktr\[minatar\]"'
+        ImportError, match=r'^sb3_acktr.minatar needs minatar, which is not installed: pip install "sb3-acktr\[minatar\]"$'
     ):
         register_minatar_envs()
     with pytest.raises(SystemExit, match=r'error: .*pip install "sb3-acktr\[minatar\]"'):

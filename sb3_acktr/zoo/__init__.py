@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from sb3_acktr.acktr.distributed import launched_by_torchrun
+from sb3_acktr.extras import env_missing_modules, import_optional, missing_module_message
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs
 
 #: The package's zoo hyperparameters (``hyperparams/acktr.yml``, shipped inside the wheel)
@@ -44,17 +45,19 @@ def register() -> None:
     RecurrentPPO ``ppo_lstm``), with ACKTR's Optuna sampler and converter for both. Idempotent.
 
     Call it before ``rl_zoo3.train.train()`` / ``rl_zoo3.enjoy.enjoy()`` in your own scripts.
+
+    :raises ImportError: If rl-zoo is not installed, naming the ``zoo`` extra
     """
-    import rl_zoo3
-    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+    rl_zoo3 = import_optional("rl_zoo3", "sb3_acktr.zoo")
+    rl_zoo_hyperparams_opt = import_optional("rl_zoo3.hyperparams_opt", "sb3_acktr.zoo")
 
     from sb3_acktr import ACKTR, RecurrentACKTR
     from sb3_acktr.zoo.hyperparams_opt import convert_acktr_params, sample_acktr_params
 
     for name, algo in (("acktr", ACKTR), ("acktr_lstm", RecurrentACKTR)):
         rl_zoo3.ALGOS[name] = algo
-        HYPERPARAMS_SAMPLER[name] = sample_acktr_params
-        HYPERPARAMS_CONVERTER[name] = convert_acktr_params
+        rl_zoo_hyperparams_opt.HYPERPARAMS_SAMPLER[name] = sample_acktr_params
+        rl_zoo_hyperparams_opt.HYPERPARAMS_CONVERTER[name] = convert_acktr_params
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -134,18 +137,19 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, file=sys.stderr)
         sys.exit(2)
     command, args = args[0], args[1:]
-    if command == "results":
-        from sb3_acktr.zoo.results import main as results
-
-        results(args)
-        return
-    register()
-    env_id = _option(args, "--env")
-    if env_id is not None and env_id.startswith(ENV_ID_PREFIX):
-        try:
+    try:
+        if command == "results":
+            import_optional("sb3_acktr.zoo.results", "python -m sb3_acktr.zoo results").main(args)
+            return
+        register()
+        env_id = _option(args, "--env")
+        if env_id is not None and env_id.startswith(ENV_ID_PREFIX):
             register_minatar_envs()
-        except ImportError as error:
-            sys.exit(f"error: {error}")
+    except ImportError as error:
+        sys.exit(f"error: {error}")
+    missing = env_missing_modules(env_id) if env_id is not None else ()
+    if missing:
+        sys.exit(f"error: {missing_module_message(missing[0], str(env_id))}")
     algo = _option(args, "--algo")
     if command == "train" and algo in ZOO_CONFIGS and not _has_conf_file(args):
         args += ["--conf-file", str(ZOO_CONFIGS[algo])]

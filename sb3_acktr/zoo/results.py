@@ -7,6 +7,8 @@ import numpy as np
 from huggingface_sb3 import EnvironmentName
 from rl_zoo3.utils import get_latest_run_id
 
+from sb3_acktr.extras import import_optional
+
 
 def run_folder(log_folder: str, algo: str, env_id: str, exp_id: int) -> Path:
     """
@@ -46,10 +48,8 @@ def summarize(folder: Path, plot: bool = True) -> str:
     lines += [f"{t:>10d}  {m:>12.2f}  {s:>8.2f}" for t, m, s in zip(timesteps, means, stds, strict=True)]
     lines.append(f"best {means.max():.2f} at {timesteps[means.argmax()]} steps; final {means[-1]:.2f} +/- {stds[-1]:.2f}")
     if plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import_optional("matplotlib", "The learning curve plot").use("Agg")
+        plt = import_optional("matplotlib.pyplot", "The learning curve plot")
 
         figure, axis = plt.subplots(figsize=(6, 4))
         axis.plot(timesteps, means)
