@@ -23,12 +23,28 @@ from sb3_acktr.acktr.distributed import GlobalTimesteps, all_agree, join_torchru
 from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
-from sb3_acktr.kfac.distributed import DISTRIBUTED_INVERSES, check_same_on_all_ranks, default_process_group
-from sb3_acktr.kfac.optimizer import INVERSE_METHODS
+from sb3_acktr.kfac.distributed import check_same_on_all_ranks, default_process_group
+from sb3_acktr.kfac.hyperparameters import DEFAULTS, GROUP_OPTIONS, HYPERPARAMETERS
 
 SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
 
-TRUST_REGIONS = ("joint", "per_network")
+#: ACKTR's K-FAC arguments (SB2's names) and the KFAC argument each one is: their defaults, ranges and hints are
+#: KFAC's (sb3_acktr.kfac.hyperparameters), checked under ACKTR's names
+KFAC_ARGUMENTS = {
+    "kfac_clip": "kfac_clip",
+    "kfac_update": "inverse_interval",
+    "kfac_stats_update": "stats_interval",
+    "kfac_stats_samples": "stats_samples",
+    "kfac_weight_sharing": "weight_sharing",
+    "kfac_damping": "damping",
+    "kfac_stats_decay": "stats_decay",
+    "kfac_stats_warm_up": "stats_warm_up",
+    "kfac_momentum": "momentum",
+    "kfac_inverse_method": "inverse_method",
+    "kfac_distributed_inverses": "distributed_inverses",
+}
+#: ACKTR's ``trust_region`` values and KFAC's ``trust_region`` for each: actor and critic are its parameter groups
+KFAC_TRUST_REGIONS = {"joint": "joint", "per_network": "per_group"}
 #: Below this initial learning rate (Adam/RMSprop's scale) ACKTR warns: its steps are natural-gradient steps
 SMALLEST_USUAL_LEARNING_RATE = 1e-3
 
@@ -124,7 +140,7 @@ class ACKTR(OnPolicyAlgorithm):
         self,
         policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule = 0.25,
+        learning_rate: float | Schedule = DEFAULTS["lr"],
         n_steps: int = 20,
         gamma: float = 0.99,
         gae_lambda: float = 1.0,
@@ -132,17 +148,17 @@ class ACKTR(OnPolicyAlgorithm):
         vf_coef: float = 0.25,
         vf_fisher_coef: float = 1.0,
         max_grad_norm: float = 0.5,
-        kfac_clip: float = 0.001,
-        kfac_update: int = 10,
-        kfac_stats_update: int = 1,
-        kfac_stats_samples: int | None = None,
-        kfac_weight_sharing: str | dict[str, str] = "expand",
-        kfac_damping: float = 0.01,
-        kfac_stats_decay: float = 0.99,
-        kfac_stats_warm_up: bool = False,
-        kfac_momentum: float = 0.9,
-        kfac_inverse_method: str = "cholesky",
-        kfac_distributed_inverses: str = "all_ranks",
+        kfac_clip: float = DEFAULTS["kfac_clip"],
+        kfac_update: int = DEFAULTS["inverse_interval"],
+        kfac_stats_update: int = DEFAULTS["stats_interval"],
+        kfac_stats_samples: int | None = DEFAULTS["stats_samples"],
+        kfac_weight_sharing: str | dict[str, str] = DEFAULTS["weight_sharing"],
+        kfac_damping: float = DEFAULTS["damping"],
+        kfac_stats_decay: float = DEFAULTS["stats_decay"],
+        kfac_stats_warm_up: bool = DEFAULTS["stats_warm_up"],
+        kfac_momentum: float = DEFAULTS["momentum"],
+        kfac_inverse_method: str = DEFAULTS["inverse_method"],
+        kfac_distributed_inverses: str = DEFAULTS["distributed_inverses"],
         trust_region: str = "joint",
         normalize_advantage: bool = False,
         use_sde: bool = False,
@@ -215,7 +231,8 @@ class ACKTR(OnPolicyAlgorithm):
 
     def _check_hyperparameters(self) -> None:
         """Reject out-of-range hyperparameters with a ValueError naming the argument, the value and the range."""
-        hint = "Try 0.25 (SB2's default) or a schedule."
+        learning_rate = HYPERPARAMETERS["lr"]
+        hint = f"Try {learning_rate.default!r} (SB2's default) or a schedule."
         if callable(self.learning_rate):
             initial = self.learning_rate(1.0)
             check_number("learning_rate (the schedule's value at progress_remaining=1)", initial, 0.0, hint=hint)
@@ -228,17 +245,9 @@ class ACKTR(OnPolicyAlgorithm):
         check_number("vf_coef", self.vf_coef, 0.0)
         check_number("vf_fisher_coef", self.vf_fisher_coef, 0.0, hint="Try 1.0 (SB2's default).")
         check_number("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, high_open=False, hint="Use inf to disable.")
-        check_number("kfac_clip", self.kfac_clip, 0.0, low_open=True, hint="Try 0.001 (SB2's default).")
-        check_interval("kfac_update", self.kfac_update, "Try 10.")
-        check_interval("kfac_stats_update", self.kfac_stats_update, "Try 1.")
-        if self.kfac_stats_samples is not None:
-            check_interval("kfac_stats_samples", self.kfac_stats_samples, "Try a quarter of the batch, or None.")
-        check_number("kfac_damping", self.kfac_damping, 0.0, low_open=True, hint="Try 0.01 (SB2's default).")
-        check_number("kfac_stats_decay", self.kfac_stats_decay, 0.0, 1.0, hint="Try 0.99 (SB2's default).")
-        check_number("kfac_momentum", self.kfac_momentum, 0.0, 1.0, hint="Try 0.9 (SB2's default).")
-        check_choice("kfac_inverse_method", self.kfac_inverse_method, INVERSE_METHODS)
-        check_choice("kfac_distributed_inverses", self.kfac_distributed_inverses, DISTRIBUTED_INVERSES)
-        check_choice("trust_region", self.trust_region, TRUST_REGIONS)
+        for name, kfac_name in KFAC_ARGUMENTS.items():
+            HYPERPARAMETERS[kfac_name].check(name, getattr(self, name))
+        check_choice("trust_region", self.trust_region, tuple(KFAC_TRUST_REGIONS))
         initial = self.learning_rate(1.0) if callable(self.learning_rate) else self.learning_rate
         if 0 < initial < SMALLEST_USUAL_LEARNING_RATE:
             warnings.warn(
@@ -283,19 +292,9 @@ class ACKTR(OnPolicyAlgorithm):
         self.policy.optimizer = KFAC(
             self.policy,
             lr=self.lr_schedule(1),
-            momentum=self.kfac_momentum,
-            kfac_clip=self.kfac_clip,
-            damping=self.kfac_damping,
-            stats_decay=self.kfac_stats_decay,
-            stats_warm_up=self.kfac_stats_warm_up,
-            inverse_interval=self.kfac_update,
-            stats_interval=self.kfac_stats_update,
-            stats_samples=self.kfac_stats_samples,
-            weight_sharing=self.kfac_weight_sharing,
-            inverse_method=self.kfac_inverse_method,
-            distributed_inverses=self.kfac_distributed_inverses,
-            trust_region="per_group" if self.trust_region == "per_network" else "joint",
+            trust_region=KFAC_TRUST_REGIONS[self.trust_region],
             param_groups=param_groups,
+            **{kfac_name: getattr(self, name) for name, kfac_name in KFAC_ARGUMENTS.items()},
         )
 
     @property
@@ -311,10 +310,7 @@ class ACKTR(OnPolicyAlgorithm):
         """The hyperparameters that must be equal on every rank (K-FAC checks the network and its own options)."""
         names = (
             "n_steps", "n_envs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "vf_fisher_coef", "max_grad_norm",
-            "kfac_clip", "kfac_update", "kfac_stats_update", "kfac_stats_samples", "kfac_weight_sharing",
-            "kfac_damping", "kfac_stats_decay", "kfac_stats_warm_up", "kfac_momentum", "kfac_inverse_method",
-            "kfac_distributed_inverses",
-            "trust_region", "normalize_advantage", "use_sde", "sde_sample_freq",
+            *KFAC_ARGUMENTS, "trust_region", "normalize_advantage", "use_sde", "sde_sample_freq",
         )  # fmt: skip
         schedule = self.learning_rate if callable(self.learning_rate) else None
         return {
@@ -362,14 +358,10 @@ class ACKTR(OnPolicyAlgorithm):
         :param device: Device on which the code should run.
         """
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+        # The parameter-group options (KFAC names) set by ACKTR arguments
+        options = {kfac_name: getattr(self, name) for name, kfac_name in KFAC_ARGUMENTS.items() if kfac_name in GROUP_OPTIONS}
         for group in self.policy.optimizer.param_groups:
-            group.update(
-                lr=self.lr_schedule(self._current_progress_remaining),
-                momentum=self.kfac_momentum,
-                kfac_clip=self.kfac_clip,
-                damping=self.kfac_damping,
-                stats_decay=self.kfac_stats_decay,
-            )
+            group.update(lr=self.lr_schedule(self._current_progress_remaining), **options)
 
     def _actor_critic_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]] | None:
         """The actor's and the critic's trainable parameters, or None if they share any (or cannot be told apart)."""

@@ -12,9 +12,7 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
 from sb3_acktr.kfac.distributed import (
-    DISTRIBUTED_INVERSES,
     all_reduce_mean_,
     all_reduce_sum,
     assign_owners,
@@ -30,6 +28,7 @@ from sb3_acktr.kfac.factors import (
     input_second_moment,
     layer_output_grad_rows,
 )
+from sb3_acktr.kfac.hyperparameters import DEFAULTS, GROUP_OPTIONS, HYPERPARAMETERS
 from sb3_acktr.kfac.inverse import (
     cholesky_inverses,
     eigen_decomposition,
@@ -37,22 +36,10 @@ from sb3_acktr.kfac.inverse import (
     precondition_eigen,
 )
 
-INVERSE_METHODS = ("cholesky", "eigen")
 #: The state entries holding a layer's damped inverses, for each inverse method
 INVERSE_KEYS = {
     "cholesky": ("A_inv", "G_inv"),
     "eigen": ("A_eigenvalues", "A_eigenvectors", "G_eigenvalues", "G_eigenvectors"),
-}
-TRUST_REGIONS = ("joint", "per_group")
-LOSS_REDUCTIONS = ("mean", "sum")
-#: The options a parameter group may set, with their ranges (low, high, whether low is excluded) and a hint: checked
-#: for the defaults and every group at construction, and for every group at each step() (they may be set later)
-GROUP_OPTIONS: dict[str, tuple[float, float, bool, str]] = {
-    "lr": (0.0, math.inf, False, "Try 0.25 (SB2's default)."),
-    "momentum": (0.0, 1.0, False, "Try 0.9 (SB2's default)."),
-    "kfac_clip": (0.0, math.inf, True, "Try 0.001 (SB2's default)."),
-    "damping": (0.0, math.inf, True, "Try 0.01 (SB2's default)."),
-    "stats_decay": (0.0, 1.0, False, "Try 0.99 (SB2's default)."),
 }
 
 
@@ -187,38 +174,40 @@ class KFAC(th.optim.Optimizer):
     def __init__(
         self,
         model: nn.Module,
-        lr: float = 0.25,
-        momentum: float = 0.9,
-        kfac_clip: float = 0.001,
-        damping: float = 0.01,
-        stats_decay: float = 0.99,
-        stats_warm_up: bool = False,
-        inverse_interval: int = 10,
-        stats_interval: int = 1,
-        stats_samples: int | None = None,
-        inverse_method: str = "cholesky",
-        trust_region: str = "joint",
-        weight_sharing: str | dict[str, str] = "expand",
-        loss_reduction: str = "mean",
+        lr: float = DEFAULTS["lr"],
+        momentum: float = DEFAULTS["momentum"],
+        kfac_clip: float = DEFAULTS["kfac_clip"],
+        damping: float = DEFAULTS["damping"],
+        stats_decay: float = DEFAULTS["stats_decay"],
+        stats_warm_up: bool = DEFAULTS["stats_warm_up"],
+        inverse_interval: int = DEFAULTS["inverse_interval"],
+        stats_interval: int = DEFAULTS["stats_interval"],
+        stats_samples: int | None = DEFAULTS["stats_samples"],
+        inverse_method: str = DEFAULTS["inverse_method"],
+        trust_region: str = DEFAULTS["trust_region"],
+        weight_sharing: str | dict[str, str] = DEFAULTS["weight_sharing"],
+        loss_reduction: str = DEFAULTS["loss_reduction"],
         param_groups: list[dict[str, Any]] | None = None,
         process_group: dist.ProcessGroup | None = None,
-        distributed_inverses: str = "all_ranks",
+        distributed_inverses: str = DEFAULTS["distributed_inverses"],
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"KFAC needs the nn.Module it optimizes, got {type(model).__name__}.")
         defaults = dict(lr=lr, momentum=momentum, kfac_clip=kfac_clip, damping=damping, stats_decay=stats_decay)
         self._check_group_options(defaults)
-        check_interval("inverse_interval", inverse_interval, "Try 10.")
-        check_interval("stats_interval", stats_interval, "Try 1.")
-        if stats_samples is not None:
-            check_interval("stats_samples", stats_samples, "Try a quarter of the batch, or None for all of it.")
-        check_choice("inverse_method", inverse_method, INVERSE_METHODS)
-        check_choice("trust_region", trust_region, TRUST_REGIONS)
-        check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
-        check_choice("distributed_inverses", distributed_inverses, DISTRIBUTED_INVERSES)
+        options = dict(
+            stats_warm_up=stats_warm_up,
+            inverse_interval=inverse_interval,
+            stats_interval=stats_interval,
+            stats_samples=stats_samples,
+            inverse_method=inverse_method,
+            trust_region=trust_region,
+            loss_reduction=loss_reduction,
+            distributed_inverses=distributed_inverses,
+        )
+        for name, value in options.items():
+            HYPERPARAMETERS[name].check(name, value)
 
-        if not isinstance(stats_warm_up, bool):
-            raise TypeError(f"stats_warm_up must be a bool, got {stats_warm_up!r}.")
         self.model = model
         self.stats_warm_up = stats_warm_up
         self.inverse_interval = inverse_interval
@@ -366,7 +355,7 @@ class KFAC(th.optim.Optimizer):
         """Give each weight-sharing layer its form; reject a form for a layer it does not apply to."""
         sharing = {layer.name: layer for layer in self.layers if isinstance(layer.module, WEIGHT_SHARING_MODULES)}
         if isinstance(weight_sharing, str):
-            check_choice("weight_sharing", weight_sharing, WEIGHT_SHARING_FORMS)
+            HYPERPARAMETERS["weight_sharing"].check("weight_sharing", weight_sharing)
             if weight_sharing != "expand" and not sharing:
                 raise ValueError(
                     f"weight_sharing={weight_sharing!r} applies to nn.Conv2d layers, but {type(self.model).__name__} "
@@ -375,7 +364,7 @@ class KFAC(th.optim.Optimizer):
             forms = dict.fromkeys(sharing, weight_sharing)
         elif isinstance(weight_sharing, dict):
             for name, form in weight_sharing.items():
-                check_choice(f"weight_sharing[{name!r}]", form, WEIGHT_SHARING_FORMS)
+                HYPERPARAMETERS["weight_sharing"].check(f"weight_sharing[{name!r}]", form)
                 if name not in sharing:
                     raise ValueError(
                         f"weight_sharing names layer {name!r}, which is not an nn.Conv2d layer with Kronecker factors; "
@@ -423,9 +412,8 @@ class KFAC(th.optim.Optimizer):
     @staticmethod
     def _check_group_options(options: dict[str, Any], where: str = "") -> None:
         """Raise a ValueError naming the option (``lr`` or ``param_groups[i]['lr']``) unless each is in its range."""
-        for name, (low, high, low_open, hint) in GROUP_OPTIONS.items():
-            label = f"{where}[{name!r}]" if where else name
-            check_number(label, options[name], low, high, low_open=low_open, hint=hint)
+        for name in GROUP_OPTIONS:
+            HYPERPARAMETERS[name].check(f"{where}[{name!r}]" if where else name, options[name])
 
     @property
     def curvature_update_due(self) -> bool:
