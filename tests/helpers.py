@@ -2,6 +2,9 @@
 
 import re
 from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.logger import Logger
 
 #: The repository root
 ROOT = Path(__file__).parent.parent
@@ -31,3 +34,39 @@ def shrunk_script(code: str) -> str:
     for pattern, replacement in SHRINK:
         code = re.sub(pattern, replacement, code)
     return "import torch\ntorch.set_num_threads(1)\n" + code
+
+
+#: The keys ACKTR.train() logs, whatever the trust region
+ACKTR_TRAIN_KEYS = [
+    "train/entropy_loss",
+    "train/policy_loss",
+    "train/value_loss",
+    "train/explained_variance",
+    "train/learning_rate",
+    "train/n_updates",
+    "train/pg_fisher_loss",
+    "train/vf_fisher_loss",
+    "train/quadratic_kl",
+    "train/quadratic_kl_actor",
+    "train/exact_kl",
+    "train/kfac_skipped_steps",
+    "train/kfac_skipped_curvature_updates",
+    "train/kfac_reset_statistics",
+]
+
+
+class RecordingLogger(Logger):
+    """A logger without outputs that keeps every recorded pair (``history``) and the values of every dump (``dumps``)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, [])
+        self.history: list[tuple[str, Any]] = []
+        self.dumps: list[dict[str, Any]] = []
+
+    def record(self, key: str, value: Any, exclude: Any = None) -> None:
+        self.history.append((key, value))
+        super().record(key, value, exclude)
+
+    def dump(self, step: int = 0) -> None:
+        self.dumps.append(dict(self.name_to_value))
+        super().dump(step)

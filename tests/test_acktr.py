@@ -13,7 +13,7 @@ from stable_baselines3.common.logger import configure
 from torch import nn
 
 from sb3_acktr import ACKTR, KFAC
-from tests.test_logger import ACKTR_TRAIN_KEYS
+from tests.helpers import ACKTR_TRAIN_KEYS
 
 
 def test_fisher_samples_the_model_distribution():

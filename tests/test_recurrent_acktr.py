@@ -18,6 +18,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_acktr import ACKTR, RecurrentACKTR
+from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES
 from sb3_acktr.zoo import RECURRENT_HYPERPARAMS, register
 
 LSTM_VARIANTS = [
@@ -138,6 +139,29 @@ def test_curvature_counts_only_the_real_steps_of_the_padded_sequences():
     assert x.shape[0] > mask.sum() == 120  # padding rows exist, and are left out
     real = th.cat([x[mask], th.ones(120, 1)], dim=1)
     th.testing.assert_close(model.policy.optimizer.state[model.policy.action_net.weight]["A"], real.t() @ real / 120)
+
+
+def test_exact_kl_on_whole_sequences():
+    """train/exact_kl runs the LSTM over the first whole sequences of the batch holding >= EXACT_KL_SAMPLES rows."""
+    env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
+    model = RecurrentACKTR("MlpLstmPolicy", env, n_steps=64, seed=0)
+    get_distribution = model.policy.get_distribution
+    calls = []
+
+    def recording(observations, lstm_states, episode_starts):
+        calls.append((len(observations), lstm_states[0].shape[1], len(episode_starts)))
+        return get_distribution(observations, lstm_states, episode_starts)
+
+    model.policy.get_distribution = recording
+    model.learn(256)
+    (rows, sequences, starts), second = calls
+    assert second == calls[0] and rows == starts
+    # Sequences of one padded length: the fewest whole ones holding EXACT_KL_SAMPLES rows (or all of them)
+    length = rows // sequences
+    assert rows == sequences * length and (rows >= EXACT_KL_SAMPLES or sequences * length == 256)
+    assert (sequences - 1) * length < EXACT_KL_SAMPLES
+    # A KL (up to rounding: the first update barely moves the policy, ~1e-9)
+    assert model.logger.name_to_value["train/exact_kl"] > -1e-7
 
 
 def test_lstm_weights_use_the_diagonal_fisher_without_a_warning(recwarn):

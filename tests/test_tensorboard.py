@@ -10,7 +10,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
 from sb3_acktr import ACKTR
-from tests.test_logger import ACKTR_TRAIN_KEYS
+from tests.helpers import ACKTR_TRAIN_KEYS
 
 N_STEPS = 100
 

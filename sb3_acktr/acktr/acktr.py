@@ -45,8 +45,18 @@ KFAC_ARGUMENTS = {
 }
 #: ACKTR's ``trust_region`` values and KFAC's ``trust_region`` for each: actor and critic are its parameter groups
 KFAC_TRUST_REGIONS = {"joint": "joint", "per_network": "per_group"}
+#: ``train/exact_kl`` is computed at every update on this many samples of the batch (see ``ACKTR._exact_kl_samples``):
+#: two no-grad forward passes of 64 samples, a cost docs/benchmark.md measures against A2C's update
+EXACT_KL_SAMPLES = 64
 #: Below this initial learning rate (Adam/RMSprop's scale) ACKTR warns: its steps are natural-gradient steps
 SMALLEST_USUAL_LEARNING_RATE = 1e-3
+
+
+def observation_rows(observations: th.Tensor | dict[str, th.Tensor], rows: slice) -> th.Tensor | dict[str, th.Tensor]:
+    """Some rows of a batch of observations (of each key of Dict observations)."""
+    if isinstance(observations, dict):
+        return {key: value[rows] for key, value in observations.items()}
+    return observations[rows]
 
 
 def masked_mean(tensor: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
@@ -215,9 +225,6 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_distributed_inverses = kfac_distributed_inverses
         self.trust_region = trust_region
         self.normalize_advantage = normalize_advantage
-        # learn()'s log_interval and the train() calls since learn() began: see _exact_kl_due()
-        self._log_interval: int | None = 1
-        self._train_calls = 0
 
         if "optimizer_class" in self.policy_kwargs or "optimizer_kwargs" in self.policy_kwargs:
             warnings.warn(
@@ -505,6 +512,14 @@ class ACKTR(OnPolicyAlgorithm):
                 self.logger.record("train/pg_fisher_loss", pg_fisher_loss.item())
                 self.logger.record("train/vf_fisher_loss", vf_fisher_loss.item())
 
+            # Exact KL of the update (paper, appendix E), to compare with the quadratic model: the policy before and
+            # after the step, on a fixed subsample of the batch, in eval mode (BatchNorm and Dropout as at prediction)
+            kl_samples, kl_mask = self._exact_kl_samples(rollout_data, mask)
+            self.policy.set_training_mode(False)
+            with th.no_grad():
+                # A shallow copy: the next forward pass replaces the policy's action_dist in place
+                before = copy.copy(self._policy_distribution(kl_samples))
+
             # Optimization step
             optimizer.zero_grad()
             loss.backward()
@@ -513,19 +528,11 @@ class ACKTR(OnPolicyAlgorithm):
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             optimizer.step()
 
-            # Exact KL of the update on the same batch, to compare with the quadratic model (paper, appendix E).
-            # A full forward pass (37% of A2C's update on NatureCNN at batch 640), so only when it will be logged.
-            # In eval mode, so that BatchNorm statistics see the batch once, as in A2C (with BatchNorm or Dropout
-            # this compares the train-mode policy before the update with the eval-mode policy after it)
-            exact_kl = None
-            self._train_calls += 1
-            if self._exact_kl_due():
-                self.policy.set_training_mode(False)
-                with th.no_grad():
-                    sample_kl = kl_divergence(distribution, self._policy_distribution(rollout_data))
-                    sample_kl = sample_kl.sum(dim=1) if sample_kl.dim() > 1 else sample_kl
-                    exact_kl = masked_mean(sample_kl, mask).item()
-                self.policy.set_training_mode(True)
+            with th.no_grad():
+                sample_kl = kl_divergence(before, self._policy_distribution(kl_samples))
+                sample_kl = sample_kl.sum(dim=1) if sample_kl.dim() > 1 else sample_kl
+                exact_kl = masked_mean(sample_kl, kl_mask).item()
+            self.policy.set_training_mode(True)
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 
@@ -539,21 +546,23 @@ class ACKTR(OnPolicyAlgorithm):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self._record_trust_region(optimizer, exact_kl)
 
-    def _exact_kl_due(self) -> bool:
+    def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None]:
         """
-        Whether to compute this update's ``train/exact_kl``: when SB3's ``learn()`` will write it. ``learn()`` dumps
-        the logs of iteration ``i`` (its ``i``-th rollout) before ``train()``, so a dump shows the values the previous
-        ``train()`` recorded. With ``log_interval=None`` only callbacks dump (e.g. ``LogEveryNTimesteps``), at times
-        unknown here: every update then computes it, as does ``train()`` called outside ``learn()``.
-        """
-        if self._log_interval is None:
-            return True
-        return (self._train_calls + 1) % self._log_interval == 0
+        The samples ``train/exact_kl`` averages over: the first :data:`EXACT_KL_SAMPLES` of the batch (all of a smaller
+        batch). SB3's rollout buffer hands the batch out in a random order, so they are a random subsample of the
+        rollout's states, drawn without any extra random number.
 
-    def _record_trust_region(self, optimizer: KFAC, exact_kl: float | None) -> None:
-        """Log the trust-region scale(s), the quadratic-model KL (total and actor's part) and the exact KL (when given)."""
-        if exact_kl is not None:
-            self.logger.record("train/exact_kl", exact_kl)
+        :param rollout_data: The batch
+        :param mask: Which rows of the batch are samples (None: all)
+        :return: The subsample, with its mask
+        """
+        rows = slice(0, EXACT_KL_SAMPLES)
+        subsample = rollout_data._replace(observations=observation_rows(rollout_data.observations, rows))
+        return subsample, None if mask is None else mask[rows]
+
+    def _record_trust_region(self, optimizer: KFAC, exact_kl: float) -> None:
+        """Log the trust-region scale(s), the quadratic-model KL (total and actor's part) and the exact KL."""
+        self.logger.record("train/exact_kl", exact_kl)
         self.logger.record("train/kfac_skipped_steps", optimizer.skipped_steps)
         self.logger.record("train/kfac_skipped_curvature_updates", optimizer.skipped_curvature_updates)
         self.logger.record("train/kfac_reset_statistics", optimizer.reset_statistics)
@@ -584,7 +593,6 @@ class ACKTR(OnPolicyAlgorithm):
             check_interval(
                 "log_interval", log_interval, "learn() dumps the logs every log_interval updates; None leaves it to callbacks."
             )
-        self._log_interval, self._train_calls = log_interval, 0
         try:
             return super().learn(
                 total_timesteps=total_timesteps,
@@ -603,8 +611,6 @@ class ACKTR(OnPolicyAlgorithm):
                     "with DummyVecEnv (vec_env_cls=DummyVecEnv), which raises the environment's own exception."
                 ) from error
             raise
-        finally:
-            self._log_interval, self._train_calls = 1, 0
 
     def _setup_learn(
         self,
@@ -666,6 +672,3 @@ class ACKTR(OnPolicyAlgorithm):
         """
         if self._rank == 0:
             super().save(*args, **kwargs)
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_log_interval", "_train_calls"]

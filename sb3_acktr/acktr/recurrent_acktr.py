@@ -16,7 +16,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_acktr.acktr.acktr import ACKTR
+from sb3_acktr.acktr.acktr import ACKTR, EXACT_KL_SAMPLES, observation_rows
 
 SelfRecurrentACKTR = TypeVar("SelfRecurrentACKTR", bound="RecurrentACKTR")
 
@@ -148,6 +148,28 @@ class RecurrentACKTR(ACKTR):
     def _sample_mask(rollout_data: Any) -> th.Tensor | None:
         """The real steps of the padded sequences."""
         return rollout_data.mask > 1e-8
+
+    def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None]:
+        """
+        The samples ``train/exact_kl`` averages over: whole sequences (the LSTM runs each from its start), the first
+        ones of the batch that hold at least :data:`~sb3_acktr.acktr.acktr.EXACT_KL_SAMPLES` padded rows (all of a
+        smaller batch). sb3-contrib's buffer starts the batch at a random step of the rollout.
+
+        :param rollout_data: The batch, sequences padded to a common length
+        :param mask: Which rows are real steps
+        :return: The subsample, with its mask
+        """
+        n_sequences = rollout_data.lstm_states.pi[0].shape[1]
+        length = len(rollout_data.episode_starts) // n_sequences
+        kept = min(n_sequences, -(-EXACT_KL_SAMPLES // length))
+        rows = slice(0, kept * length)
+        lstm_states = RNNStates(*(tuple(state[:, :kept] for state in states) for states in rollout_data.lstm_states))
+        subsample = rollout_data._replace(
+            observations=observation_rows(rollout_data.observations, rows),
+            episode_starts=rollout_data.episode_starts[rows],
+            lstm_states=lstm_states,
+        )
+        return subsample, None if mask is None else mask[rows]
 
     def learn(
         self: SelfRecurrentACKTR,

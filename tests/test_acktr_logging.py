@@ -1,0 +1,110 @@
+"""What ACKTR logs beyond A2C's keys: Fisher losses, trust-region scales, the quadratic and the exact KL, counters."""
+
+import copy
+import math
+
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_acktr import ACKTR
+from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES
+from tests.helpers import ACKTR_TRAIN_KEYS, RecordingLogger
+
+
+@pytest.mark.parametrize("trust_region", ["joint", "per_network"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_acktr_logged_keys(trust_region, env_id):
+    """ACKTR logs its losses, Fisher losses, trust-region scale(s), KL figures and K-FAC counters."""
+    logger = RecordingLogger()
+    n_steps, n_updates = 16, 3
+    model = ACKTR("MlpPolicy", env_id, n_steps=n_steps, trust_region=trust_region, policy_kwargs=dict(net_arch=[16]))
+    model.set_logger(logger)
+    model.learn(n_steps * n_updates, log_interval=1)
+
+    values = logger.name_to_value
+    expected_keys = list(ACKTR_TRAIN_KEYS)
+    if trust_region == "joint":
+        expected_keys.append("train/trust_region_scale")
+        assert "train/trust_region_scale_actor" not in values
+    else:
+        expected_keys += ["train/trust_region_scale_actor", "train/trust_region_scale_critic"]
+        assert "train/trust_region_scale" not in values
+    if env_id == "Pendulum-v1":
+        expected_keys.append("train/std")
+    missing = [key for key in expected_keys if key not in values]
+    assert not missing, missing
+
+    assert values["train/n_updates"] == n_updates
+    assert values["train/learning_rate"] == model.learning_rate
+    assert values["train/kfac_skipped_steps"] == 0
+    assert values["train/kfac_skipped_curvature_updates"] == 0
+    assert values["train/kfac_reset_statistics"] == 0
+    for key in expected_keys:
+        assert math.isfinite(values[key]), key
+    # The trust region scale(s) are in (0, 1], the quadratic-model KL is within the trust region
+    # (0.5 * kfac_clip, see KFAC), and the actor's part of it is at most the total
+    scales = [value for key, value in values.items() if key.startswith("train/trust_region_scale")]
+    assert scales and all(0 < scale <= 1 for scale in scales)
+    max_kl = 0.5 * model.kfac_clip * (2 if trust_region == "per_network" else 1)
+    assert 0 <= values["train/quadratic_kl"] <= max_kl * (1 + 1e-6)
+    assert 0 <= values["train/quadratic_kl_actor"] <= values["train/quadratic_kl"] * (1 + 1e-6)
+    assert values["train/exact_kl"] >= 0
+    assert values["train/vf_fisher_loss"] >= 0
+
+
+def test_acktr_fisher_losses_only_logged_when_curvature_is_updated():
+    """With kfac_stats_update=2, the Fisher losses are logged at the updates that refresh the K-FAC statistics."""
+
+    logger = RecordingLogger()
+    n_steps, n_updates = 16, 4
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=n_steps, kfac_stats_update=2)
+    model.set_logger(logger)
+    model.learn(n_steps * n_updates)
+    n_fisher_logs = sum(1 for key, _ in logger.history if key == "train/pg_fisher_loss")
+    n_policy_logs = sum(1 for key, _ in logger.history if key == "train/policy_loss")
+    assert n_policy_logs == n_updates
+    assert n_fisher_logs == n_updates // 2
+
+
+def test_exact_kl_at_every_update_matches_an_independent_computation():
+    """A batch of at most EXACT_KL_SAMPLES: train/exact_kl is the mean KL(π_before || π_after) over all of it."""
+
+    class Snapshot(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            assert isinstance(self.model, ACKTR)
+            self.policy = copy.deepcopy(self.model.policy)
+            self.observations = th.as_tensor(self.model.rollout_buffer.observations).reshape(-1, 4)
+
+    n_steps, n_envs = 8, 4
+    assert n_steps * n_envs <= EXACT_KL_SAMPLES
+    model = ACKTR("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=0), n_steps=n_steps, seed=0)
+    logger = RecordingLogger()
+    model.set_logger(logger)
+    snapshot = Snapshot()
+    model.learn(n_steps * n_envs, callback=snapshot)
+    with th.no_grad():
+        before = snapshot.policy.get_distribution(snapshot.observations).distribution
+        after = model.policy.get_distribution(snapshot.observations).distribution
+    expected = th.distributions.kl_divergence(before, after).mean().item()
+    assert expected > 0
+    assert logger.name_to_value["train/exact_kl"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_exact_kl_on_a_fixed_subsample_at_every_update():
+    """A larger batch: two forward passes of EXACT_KL_SAMPLES rows per update (before and after the step)."""
+    n_steps, n_envs, n_updates = 40, 4, 3
+    model = ACKTR("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=0), n_steps=n_steps, seed=0)
+    logger = RecordingLogger()
+    model.set_logger(logger)
+    get_distribution = model.policy.get_distribution
+    calls = []
+    model.policy.get_distribution = lambda obs: calls.append(len(obs)) or get_distribution(obs)
+    model.learn(n_steps * n_envs * n_updates, log_interval=1)
+    assert calls == [EXACT_KL_SAMPLES] * 2 * n_updates
+    # Every dump shows it (SB3 dumps before train(): the first dump comes before any update)
+    assert [dump.get("train/exact_kl", -1.0) >= 0 for dump in logger.dumps] == [False, True, True]
