@@ -4,7 +4,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch as th
 from stable_baselines3.common.logger import Logger
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_acktr.kfac import KFAC
 
 #: The repository root
 ROOT = Path(__file__).parent.parent
@@ -70,3 +75,39 @@ class RecordingLogger(Logger):
     def dump(self, step: int = 0) -> None:
         self.dumps.append(dict(self.name_to_value))
         super().dump(step)
+
+
+def sampled_fisher_loss(logits: th.Tensor) -> th.Tensor:
+    """
+    :param logits: A classifier's outputs
+    :return: K-FAC's Fisher loss for them: the cross-entropy of labels sampled from the model itself
+    """
+    return F.cross_entropy(logits, th.distributions.Categorical(logits=logits.detach()).sample())
+
+
+def fisher_then_gradient(optimizer: KFAC, model: nn.Module, x: th.Tensor, y: th.Tensor) -> None:
+    """Record curvature with labels sampled from the model, then leave the training-loss gradient in .grad."""
+    with optimizer.record_curvature():
+        logits = model(x)
+    optimizer.update_curvature(sampled_fisher_loss(logits))
+    optimizer.zero_grad()
+    F.cross_entropy(logits, y).backward()
+
+
+def assert_kfac_states_equal(state_dict: dict[str, Any], other_state_dict: dict[str, Any]) -> None:
+    """Every tensor and number of two KFAC state dicts (factors, inverses, momentum, counters) is the same."""
+    assert state_dict["kfac"] == other_state_dict["kfac"]
+    assert state_dict["state"].keys() == other_state_dict["state"].keys()
+    for param_id, param_state in state_dict["state"].items():
+        other_param_state = other_state_dict["state"][param_id]
+        assert param_state.keys() == other_param_state.keys()
+        for key, value in param_state.items():
+            other_value = other_param_state[key]
+            if isinstance(value, th.Tensor):
+                assert value.dtype == other_value.dtype, key
+                assert th.equal(value.cpu(), other_value.cpu()), key
+            else:
+                assert value == other_value, key
+    assert len(state_dict["param_groups"]) == len(other_state_dict["param_groups"])
+    for group, other_group in zip(state_dict["param_groups"], other_state_dict["param_groups"], strict=True):
+        assert group == other_group

@@ -10,7 +10,6 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv
 from stable_baselines3.common.logger import configure
-from torch import nn
 
 from sb3_acktr import ACKTR, KFAC
 from tests.helpers import ACKTR_TRAIN_KEYS
@@ -163,44 +162,6 @@ def test_unsupported_action_space_keeps_sb3_error():
 
     with pytest.raises(AssertionError, match="The algorithm only supports"):
         ACKTR("MlpPolicy", TupleActionEnv())
-
-
-def test_module_without_kfac_layer():
-    with pytest.raises(ValueError, match=r"KFAC found no trainable nn\.Linear or nn\.Conv2d"):
-        KFAC(nn.Sequential(nn.Tanh(), nn.BatchNorm1d(3)))
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(lr=-1.0), "lr must be in [0, inf), got -1.0"),
-        (dict(lr=float("nan")), "lr must be in [0, inf), got nan"),
-        (dict(momentum=1.0), "momentum must be in [0, 1), got 1.0"),
-        (dict(kfac_clip=0), "kfac_clip must be in (0, inf), got 0"),
-        (dict(damping=-0.01), "damping must be in (0, inf), got -0.01"),
-        (dict(stats_decay=1.5), "stats_decay must be in [0, 1), got 1.5"),
-        (dict(inverse_interval=0), "inverse_interval must be an integer >= 1, got 0"),
-        (dict(stats_interval=-2), "stats_interval must be an integer >= 1, got -2"),
-        (dict(stats_samples=0), "stats_samples must be an integer >= 1, got 0"),
-        (dict(inverse_method="qr"), "inverse_method must be one of ('cholesky', 'eigen'), got 'qr'"),
-        (dict(trust_region="layer"), "trust_region must be one of ('joint', 'per_group'), got 'layer'"),
-        (dict(loss_reduction="none"), "loss_reduction must be one of ('mean', 'sum'), got 'none'"),
-    ],
-)
-def test_kfac_bad_hyperparameters(kwargs, message):
-    with pytest.raises(ValueError) as error:
-        KFAC(nn.Linear(2, 2), **kwargs)
-    assert message in str(error.value)
-
-
-def test_kfac_bad_param_groups():
-    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="must partition the model's trainable parameters: 2 missing"):
-        KFAC(model, param_groups=[{"params": list(model[0].parameters())}])
-    with pytest.raises(ValueError, match="weight and bias of layer '0' must be in the same parameter group"):
-        KFAC(model, param_groups=[{"params": [model[0].weight, *model[1].parameters()]}, {"params": [model[0].bias]}])
-    with pytest.raises(TypeError, match=r"KFAC needs the nn\.Module it optimizes"):
-        KFAC(list(model.parameters()))  # type: ignore[arg-type]
 
 
 def kfac_state(model: ACKTR) -> dict[str, th.Tensor | int]:

@@ -8,7 +8,7 @@ import pytest
 import torch as th
 
 from sb3_acktr import ACKTR
-from tests.test_save_load import assert_kfac_states_equal
+from tests.helpers import assert_kfac_states_equal
 
 N_STEPS_TRAINING = 500
 SEED = 0

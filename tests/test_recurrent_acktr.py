@@ -227,3 +227,10 @@ def test_learns_cartpole_without_velocities(tmp_path):
     evaluation = EvalCallback(eval_env, callback_on_new_best=stop, eval_freq=5_000 // model.n_envs, n_eval_episodes=10)
     model.learn(100_000, callback=evaluation)
     assert evaluation.best_mean_reward >= 475
+
+
+def test_tensorboard_run_is_named_after_the_class(tmp_path):
+    model = RecurrentACKTR("MlpLstmPolicy", "CartPole-v1", n_steps=8, tensorboard_log=str(tmp_path))
+    model.learn(8)
+    ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, tensorboard_log=str(tmp_path)).learn(8)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ACKTR_1", "RecurrentACKTR_1"]

@@ -20,7 +20,8 @@ from stable_baselines3.common.envs import FakeImageEnv, IdentityEnvBox
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_acktr import ACKTR, KFAC
+from sb3_acktr import ACKTR
+from tests.helpers import KFAC, assert_kfac_states_equal
 
 
 def select_env() -> gym.Env:
@@ -403,25 +404,6 @@ def test_save_load_net_arch_none(tmp_path):
     # None has been replaced by the default net arch
     assert model.policy.net_arch is not None
     os.remove(tmp_path / "acktr.zip")
-
-
-def assert_kfac_states_equal(state_dict, other_state_dict):
-    """Every tensor and number of two KFAC state dicts (factors, inverses, momentum, counters) is the same."""
-    assert state_dict["kfac"] == other_state_dict["kfac"]
-    assert state_dict["state"].keys() == other_state_dict["state"].keys()
-    for param_id, param_state in state_dict["state"].items():
-        other_param_state = other_state_dict["state"][param_id]
-        assert param_state.keys() == other_param_state.keys()
-        for key, value in param_state.items():
-            other_value = other_param_state[key]
-            if isinstance(value, th.Tensor):
-                assert value.dtype == other_value.dtype, key
-                assert th.equal(value.cpu(), other_value.cpu()), key
-            else:
-                assert value == other_value, key
-    assert len(state_dict["param_groups"]) == len(other_state_dict["param_groups"])
-    for group, other_group in zip(state_dict["param_groups"], other_state_dict["param_groups"], strict=True):
-        assert group == other_group
 
 
 @pytest.mark.parametrize("kfac_inverse_method", ["cholesky", "eigen"])

@@ -43,6 +43,16 @@ KFAC_ARGUMENTS = {
     "kfac_inverse_method": "inverse_method",
     "kfac_distributed_inverses": "distributed_inverses",
 }
+
+
+def kfac_default(name: str) -> Any:
+    """
+    :param name: One of ACKTR's K-FAC arguments (e.g. ``"kfac_update"``)
+    :return: Its default: that of the KFAC hyperparameter it maps to (e.g. ``inverse_interval``)
+    """
+    return DEFAULTS[KFAC_ARGUMENTS[name]]
+
+
 #: ACKTR's ``trust_region`` values and KFAC's ``trust_region`` for each: actor and critic are its parameter groups
 KFAC_TRUST_REGIONS = {"joint": "joint", "per_network": "per_group"}
 #: ``train/exact_kl`` is computed at every update on this many samples of the batch (see ``ACKTR._exact_kl_samples``):
@@ -158,17 +168,17 @@ class ACKTR(OnPolicyAlgorithm):
         vf_coef: float = 0.25,
         vf_fisher_coef: float = 1.0,
         max_grad_norm: float = 0.5,
-        kfac_clip: float = DEFAULTS["kfac_clip"],
-        kfac_update: int = DEFAULTS["inverse_interval"],
-        kfac_stats_update: int = DEFAULTS["stats_interval"],
-        kfac_stats_samples: int | None = DEFAULTS["stats_samples"],
-        kfac_weight_sharing: str | dict[str, str] = DEFAULTS["weight_sharing"],
-        kfac_damping: float = DEFAULTS["damping"],
-        kfac_stats_decay: float = DEFAULTS["stats_decay"],
-        kfac_stats_warm_up: bool = DEFAULTS["stats_warm_up"],
-        kfac_momentum: float = DEFAULTS["momentum"],
-        kfac_inverse_method: str = DEFAULTS["inverse_method"],
-        kfac_distributed_inverses: str = DEFAULTS["distributed_inverses"],
+        kfac_clip: float = kfac_default("kfac_clip"),
+        kfac_update: int = kfac_default("kfac_update"),
+        kfac_stats_update: int = kfac_default("kfac_stats_update"),
+        kfac_stats_samples: int | None = kfac_default("kfac_stats_samples"),
+        kfac_weight_sharing: str | dict[str, str] = kfac_default("kfac_weight_sharing"),
+        kfac_damping: float = kfac_default("kfac_damping"),
+        kfac_stats_decay: float = kfac_default("kfac_stats_decay"),
+        kfac_stats_warm_up: bool = kfac_default("kfac_stats_warm_up"),
+        kfac_momentum: float = kfac_default("kfac_momentum"),
+        kfac_inverse_method: str = kfac_default("kfac_inverse_method"),
+        kfac_distributed_inverses: str = kfac_default("kfac_distributed_inverses"),
         trust_region: str = "joint",
         normalize_advantage: bool = False,
         use_sde: bool = False,
@@ -585,10 +595,22 @@ class ACKTR(OnPolicyAlgorithm):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 100,
-        tb_log_name: str = "ACKTR",
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfACKTR:
+        """
+        Return a trained model (SB3's ``learn``).
+
+        :param total_timesteps: The total number of samples (env steps) to train on
+        :param callback: callback(s) called at every step with state of the algorithm.
+        :param log_interval: The number of rollouts before logging (None: only callbacks dump the logs)
+        :param tb_log_name: The name of the run for TensorBoard logging (default: the class name, ``"ACKTR"`` or
+            ``"RecurrentACKTR"``)
+        :param reset_num_timesteps: whether or not to reset the current timestep number (used in logging)
+        :param progress_bar: Display a progress bar using tqdm and rich.
+        :return: the trained model
+        """
         if log_interval is not None:
             check_interval(
                 "log_interval", log_interval, "learn() dumps the logs every log_interval updates; None leaves it to callbacks."
@@ -598,7 +620,7 @@ class ACKTR(OnPolicyAlgorithm):
                 total_timesteps=total_timesteps,
                 callback=callback,
                 log_interval=log_interval,
-                tb_log_name=tb_log_name,
+                tb_log_name=type(self).__name__ if tb_log_name is None else tb_log_name,
                 reset_num_timesteps=reset_num_timesteps,
                 progress_bar=progress_bar,
             )
@@ -635,6 +657,9 @@ class ACKTR(OnPolicyAlgorithm):
         callbacks += [c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in given]
         return super()._setup_learn(total_timesteps, CallbackList(callbacks), reset_num_timesteps, tb_log_name, progress_bar)
 
+    #: How a rollout is collected: SB3's ``OnPolicyAlgorithm.collect_rollouts`` (RecurrentACKTR: ``RecurrentPPO``'s)
+    _collect_rollout = OnPolicyAlgorithm.collect_rollouts
+
     def collect_rollouts(
         self,
         env: VecEnv,
@@ -643,8 +668,9 @@ class ACKTR(OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        SB3's rollout collection; in a data-parallel run the ranks then agree whether to go on, so that a callback
-        stopping training on rank 0 stops every rank.
+        Collect a rollout (:attr:`_collect_rollout`: SB3's, or ``RecurrentPPO``'s for RecurrentACKTR); in a
+        data-parallel run the ranks then agree whether to go on, so that a callback stopping training on rank 0 stops
+        every rank.
 
         :param env: The training environment
         :param callback: Callback that will be called at each step (and at the beginning and end of the rollout)
@@ -653,10 +679,7 @@ class ACKTR(OnPolicyAlgorithm):
         :return: True if function returned with at least `n_rollout_steps` collected, False if callback terminated
             rollout prematurely.
         """
-        return self._agree_to_continue(super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps))
-
-    def _agree_to_continue(self, continue_training: bool) -> bool:
-        """In a data-parallel run, whether every rank goes on (one stops all); else this process's answer."""
+        continue_training = self._collect_rollout(env, callback, rollout_buffer, n_rollout_steps)
         if self._process_group is None:
             return continue_training
         return all_agree(continue_training, self.device)

@@ -1,5 +1,5 @@
 import warnings
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
@@ -8,17 +8,11 @@ from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, Rec
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from sb3_contrib.ppo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
-from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import MaybeCallback
-from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from sb3_acktr.acktr.acktr import ACKTR, EXACT_KL_SAMPLES, observation_rows
-
-SelfRecurrentACKTR = TypeVar("SelfRecurrentACKTR", bound="RecurrentACKTR")
 
 #: KFAC's warning that only LSTMs are on the diagonal Fisher: expected here, so not repeated to the user
 LSTM_ONLY_ON_DIAGONAL = r"KFAC: no Kronecker factors for '[^']*' \(LSTM\)(, '[^']*' \(LSTM\))* \(only"
@@ -112,26 +106,7 @@ class RecurrentACKTR(ACKTR):
         critic_extra = [module for module in (policy.lstm_critic, policy.critic) if isinstance(module, nn.Module)]
         return [*actor, policy.lstm_actor], [*critic, *critic_extra]
 
-    def collect_rollouts(  # type: ignore[override]
-        self,
-        env: VecEnv,
-        callback: BaseCallback,
-        rollout_buffer: RolloutBuffer,
-        n_rollout_steps: int,
-    ) -> bool:
-        """
-        Collect experiences as ``RecurrentPPO`` does (LSTM states carried along, reset at episode starts, stored for
-        the update); in a data-parallel run the ranks then agree whether to go on.
-
-        :param env: The training environment
-        :param callback: Callback that will be called at each step (and at the beginning and end of the rollout)
-        :param rollout_buffer: Buffer to fill with rollouts
-        :param n_rollout_steps: Number of experiences to collect per environment
-        :return: True if function returned with at least `n_rollout_steps` collected, False if callback terminated
-            rollout prematurely.
-        """
-        continue_training = RecurrentPPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[arg-type]
-        return self._agree_to_continue(continue_training)
+    _collect_rollout = RecurrentPPO.collect_rollouts  # type: ignore[assignment]
 
     def _evaluate_actions(self, rollout_data: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
         return self.policy.evaluate_actions(
@@ -170,24 +145,6 @@ class RecurrentACKTR(ACKTR):
             lstm_states=lstm_states,
         )
         return subsample, None if mask is None else mask[rows]
-
-    def learn(
-        self: SelfRecurrentACKTR,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 100,
-        tb_log_name: str = "RecurrentACKTR",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfRecurrentACKTR:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_lstm_states"]

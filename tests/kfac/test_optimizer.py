@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_acktr.kfac import KFAC
+from tests.helpers import fisher_then_gradient, sampled_fisher_loss
 
 
 def flat_layer_grad(layer: nn.Linear) -> th.Tensor:
@@ -26,14 +27,11 @@ def make_batch(seed: int, n_samples: int = 8, n_inputs: int = 4, n_classes: int 
     return th.randn(n_samples, n_inputs, dtype=th.float64), th.randint(0, n_classes, (n_samples,))
 
 
-def fisher_then_gradient(optimizer: KFAC, model: nn.Module, x: th.Tensor, y: th.Tensor) -> None:
-    """Record curvature with labels sampled from the model, then leave the training-loss gradient in .grad."""
-    with optimizer.record_curvature():
-        logits = model(x)
-    sampled = th.distributions.Categorical(logits=logits.detach()).sample()
-    optimizer.update_curvature(F.cross_entropy(logits, sampled))
-    optimizer.zero_grad()
-    F.cross_entropy(logits, y).backward()
+def linear_problem(seed: int, **kfac_kwargs) -> tuple[th.Tensor, th.Tensor, nn.Linear, KFAC]:
+    """A batch, a float64 linear classifier (4 inputs, 3 classes) and KFAC on it."""
+    x, y = make_batch(seed)
+    layer = nn.Linear(4, 3).double()
+    return x, y, layer, KFAC(layer, **kfac_kwargs)
 
 
 def dense_kfac_direction(optimizer: KFAC, layer: nn.Linear, damping: float) -> th.Tensor:
@@ -89,8 +87,7 @@ def test_single_sample_step_is_the_exact_damped_natural_gradient():
     optimizer = KFAC(layer, lr=1.0, momentum=0.0, kfac_clip=1e9, damping=damping, inverse_method="eigen")
     with optimizer.record_curvature():
         logits = layer(x)
-    sampled = th.distributions.Categorical(logits=logits.detach()).sample()
-    fisher_loss = F.cross_entropy(logits, sampled)
+    fisher_loss = sampled_fisher_loss(logits)
     # The exact (sampled) Fisher of all parameters, from the full parameter gradient: no factorisation
     weight_grad, bias_grad = th.autograd.grad(fisher_loss, [layer.weight, layer.bias], retain_graph=True)
     score = th.cat([weight_grad, bias_grad[:, None]], dim=1).flatten()
@@ -167,9 +164,7 @@ def test_momentum_follows_baselines_convention():
 
 
 def test_learning_rate_zero_leaves_weights_unchanged():
-    x, y = make_batch(7)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer, lr=0.0)
+    x, y, layer, optimizer = linear_problem(7, lr=0.0)
     fisher_then_gradient(optimizer, layer, x, y)
     before = layer_params(layer)
     optimizer.step()
@@ -195,8 +190,7 @@ def test_diagonal_fallback_for_free_parameters():
     assert optimizer.fallback_params == [model.log_scale]
     with optimizer.record_curvature():
         logits = model(x)
-    sampled = th.distributions.Categorical(logits=logits.detach()).sample()
-    fisher_loss = F.cross_entropy(logits, sampled)
+    fisher_loss = sampled_fisher_loss(logits)
     (fisher_grad,) = th.autograd.grad(fisher_loss, model.log_scale, retain_graph=True)
     optimizer.update_curvature(fisher_loss)
     th.testing.assert_close(optimizer.state[model.log_scale]["fisher_diag"], 8 * fisher_grad**2)
@@ -217,8 +211,7 @@ def test_diagonal_fallback_warms_up_with_a_plain_average():
         x = th.randn(8, 3, dtype=th.float64)
         with optimizer.record_curvature():
             logits = model(x)
-        sampled = th.distributions.Categorical(logits=logits.detach()).sample()
-        fisher_loss = F.cross_entropy(logits, sampled)
+        fisher_loss = sampled_fisher_loss(logits)
         (grad,) = th.autograd.grad(fisher_loss, model[1].weight, retain_graph=True)
         optimizer.update_curvature(fisher_loss)
         draws.append(8 * grad**2)
@@ -230,9 +223,7 @@ def test_diagonal_fallback_warms_up_with_a_plain_average():
 
 
 def test_curvature_recorded_only_inside_the_context():
-    x, y = make_batch(9)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer)
+    x, y, layer, optimizer = linear_problem(9)
     layer(x)  # outside the context: not recorded
     with th.no_grad(), optimizer.record_curvature():
         layer(x)  # no graph: cannot be recorded
@@ -257,18 +248,14 @@ def test_curvature_recorded_only_inside_the_context():
 
 
 def test_step_before_any_curvature_raises():
-    x, y = make_batch(10)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer)
+    x, y, layer, optimizer = linear_problem(10)
     F.cross_entropy(layer(x), y).backward()
     with pytest.raises(RuntimeError, match="no curvature statistics yet"):
         optimizer.step()
 
 
 def test_non_finite_gradient_is_skipped():
-    x, y = make_batch(11)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer)
+    x, y, layer, optimizer = linear_problem(11)
     fisher_then_gradient(optimizer, layer, x, y)
     layer.weight.grad[0, 0] = float("nan")
     before = layer_params(layer)
@@ -282,9 +269,7 @@ def test_non_finite_gradient_is_skipped():
 
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")])
 def test_non_finite_curvature_is_skipped(bad):
-    x, y = make_batch(12)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer)
+    x, y, layer, optimizer = linear_problem(12)
     fisher_then_gradient(optimizer, layer, x, y)
     a_before = optimizer.state[layer.weight]["A"].clone()
     x_bad = x.clone()
@@ -299,9 +284,7 @@ def test_non_finite_curvature_is_skipped(bad):
 
 
 def test_inverse_interval_reuses_inverses():
-    x, y = make_batch(13)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer, inverse_interval=3)
+    x, y, layer, optimizer = linear_problem(13, inverse_interval=3)
     inverses = []
     for _ in range(4):
         fisher_then_gradient(optimizer, layer, x + 0.1 * th.randn_like(x), y)
@@ -312,9 +295,7 @@ def test_inverse_interval_reuses_inverses():
 
 
 def test_curvature_update_due_follows_stats_interval():
-    x, y = make_batch(14)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer, stats_interval=2)
+    x, y, layer, optimizer = linear_problem(14, stats_interval=2)
     due = []
     for _ in range(4):
         due.append(optimizer.curvature_update_due)
@@ -483,9 +464,7 @@ def test_params_as_a_single_tensor():
 def test_step_after_a_skipped_first_curvature_update_continues():
     """Inputs of 1e20 overflow the first factors: that update is skipped, and the step goes on with ∇/λ (zero factors
     under damping) inside the trust region instead of claiming update_curvature() was never called."""
-    x, y = make_batch(20)
-    layer = nn.Linear(4, 3).double()
-    optimizer = KFAC(layer, lr=0.1)
+    x, y, layer, optimizer = linear_problem(20, lr=0.1)
     with optimizer.record_curvature():
         logits = layer(x * 1e200)  # float64: the squares overflow
     with pytest.warns(RuntimeWarning, match="curvature update is skipped"):
@@ -631,11 +610,7 @@ def test_state_of_another_dtype_loads_and_steps():
     assert optimizer.state[single[0].weight]["A"].dtype == th.float64
     for seed in range(4):
         x, y = make_batch(seed)
-        with optimizer.record_curvature():
-            logits = single(x.float())
-        optimizer.update_curvature(F.cross_entropy(logits, th.distributions.Categorical(logits=logits.detach()).sample()))
-        optimizer.zero_grad()
-        F.cross_entropy(logits, y).backward()
+        fisher_then_gradient(optimizer, single, x.float(), y)
         optimizer.step()
     assert optimizer.skipped_steps == 0 and all(
         param.dtype == th.float32 and th.isfinite(param).all() for param in single.parameters()
