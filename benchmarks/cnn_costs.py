@@ -101,21 +101,21 @@ def cnn_microbenchmark(batch: int = 640, repeats: int = 3, seed: int = 0) -> dic
     def recorded_forward() -> tuple[th.Tensor, list[Any]]:
         with optimizer.record_curvature():
             values, _, _ = policy.evaluate_actions(observations, actions)
-        records = [(layer, inputs, output) for layer in optimizer.layers for inputs, output in layer.records]
+        records = [record for layer in optimizer.layers for record in layer.records]
         for layer in optimizer.layers:
-            layer.records, layer.versions = [], []
+            layer.records = []
         return values.flatten(), records
 
     result["ACKTR forward with recording hooks"] = median_time(recorded_forward, repeats)
     values, records = recorded_forward()
     loss = fisher_loss(values)
-    grads = th.autograd.grad(loss, [output for _, _, output in records], retain_graph=True)
+    grads = th.autograd.grad(loss, [record.output for record in records], retain_graph=True)
     result["Fisher backward (to layer outputs)"] = median_time(
-        lambda: th.autograd.grad(loss, [output for _, _, output in records], retain_graph=True), repeats
+        lambda: th.autograd.grad(loss, [record.output for record in records], retain_graph=True), repeats
     )
     layers: dict[str, dict[str, Any]] = {}
-    for (layer, inputs, _), grad in zip(records, grads, strict=True):
-        module = layer.module
+    for record, grad in zip(records, grads, strict=True):
+        layer, inputs, module = record.layer, record.inputs, record.layer.module
         a_sum, a_norm = kfac_factors.input_second_moment(module, inputs)
         g_rows, _ = kfac_factors.layer_output_grad_rows(module, grad, batch)
         entry: dict[str, Any] = {"type": type(module).__name__, "A dim": a_sum.shape[0], "G dim": g_rows.shape[1]}

@@ -132,7 +132,10 @@ def timer_targets(model: BaseAlgorithm) -> list[tuple[Any, str, str]]:
         (th.nn.utils, "clip_grad_norm_", CLIP),
     ]
     if isinstance(model, ACKTR):
+        # ACKTR calls the rollout collection it holds (SB3's, or RecurrentPPO's), not OnPolicyAlgorithm's attribute
+        holder = next(klass for klass in type(model).__mro__ if "_collect_rollout" in klass.__dict__)
         targets += [
+            (holder, "_collect_rollout", ROLLOUT),
             (KFAC, "update_curvature", AVERAGES),
             (th.autograd, "grad", FISHER_BACKWARD),
             (KFAC, "_batch_factors", FACTORS),

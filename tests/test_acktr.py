@@ -224,7 +224,7 @@ def test_stats_samples_subsample_the_rollout():
     update = optimizer._batch_factors
 
     def spy(records, output_grads, scale):
-        recorded.extend(inputs.shape[0] for layer, inputs, _ in records if layer is first_layer)
+        recorded.extend(record.inputs.shape[0] for record in records if record.layer is first_layer)
         return update(records, output_grads, scale)
 
     optimizer._batch_factors = spy

@@ -421,8 +421,8 @@ class ACKTR(OnPolicyAlgorithm):
     def _independent_actions(distribution: Distribution) -> th.Tensor:
         """
         Actions drawn from π(·|s) independently for every sample, as ``log_prob`` defines π. gSDE's own ``sample()``
-        reuses one exploration matrix for the whole batch, which correlates the samples' scores (the diagonal Fisher
-        of ``log_std`` came out 21-100x its closed form): its per-sample Gaussian is sampled instead.
+        reuses one exploration matrix for the whole batch, which correlates the samples' scores (and inflates the
+        diagonal Fisher of ``log_std``, docs/modules/acktr.md "Notes"): its per-sample Gaussian is sampled instead.
 
         :param distribution: The policy's distribution on the batch
         :return: One action per sample

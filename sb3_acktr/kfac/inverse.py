@@ -106,8 +106,8 @@ def precondition_cholesky(grad: th.Tensor, a_inv: th.Tensor, g_inv: th.Tensor, b
     ``G_inv [∇W, ∇b] A_inv`` (the preconditioned gradient of the damped ``A ⊗ G``).
 
     With a bias column, ``A_inv = [[P, q], [qᵀ, r]]`` is applied by blocks, ``[X P + x_b qᵀ, X q + x_b r]`` for
-    ``[X, x_b] = G_inv [∇W, ∇b]``: the large product then has the layer's own width ``in`` (1024 rather than 1025
-    in MinAtar's network, where the odd width made it a third slower).
+    ``[X, x_b] = G_inv [∇W, ∇b]``: the large product then has the layer's own width ``in``, not ``in + 1``
+    (an odd width is much slower: docs/benchmark.md, "The wide linear layer").
 
     :param grad: Gradient matrix of shape ``(out, in [+ 1])``
     :param a_inv: Damped inverse of A

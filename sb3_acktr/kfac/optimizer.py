@@ -5,7 +5,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch as th
 from torch import distributed as dist
@@ -65,9 +65,28 @@ class _Layer:
     bias: th.Tensor | None
     #: Form of the factors of a weight-sharing layer: "expand" or "reduce" (see sb3_acktr.kfac.factors)
     weight_sharing: str = "expand"
-    records: list[tuple[th.Tensor, th.Tensor]] = field(default_factory=list)
-    #: The version counters of each record's input and output when it was recorded (in-place changes show there)
-    versions: list[tuple[int, int]] = field(default_factory=list)
+    records: list["_Record"] = field(default_factory=list)
+
+
+class _Record(NamedTuple):
+    """One forward pass of a layer recorded for the curvature."""
+
+    layer: _Layer
+    #: The layer's input (detached) and output
+    inputs: th.Tensor
+    output: th.Tensor
+    #: Their version counters when recorded: an in-place change after the forward pass shows there
+    input_version: int
+    output_version: int
+
+
+class _FactorSums(NamedTuple):
+    """A layer's Kronecker-factor sums over a batch and their normalisers (``A = a_sum / a_norm``, ``G = g_sum / g_norm``)."""
+
+    a_sum: th.Tensor
+    a_norm: float
+    g_sum: th.Tensor
+    g_norm: float
 
 
 class KFAC(th.optim.Optimizer):
@@ -436,7 +455,7 @@ class KFAC(th.optim.Optimizer):
             yield
             return
         for layer in self.layers:
-            layer.records, layer.versions = [], []
+            layer.records = []
         handles = [layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers]
         try:
             yield
@@ -448,8 +467,7 @@ class KFAC(th.optim.Optimizer):
     def _make_recorder(layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], th.Tensor], None]:
         def record(module: nn.Module, inputs: tuple[Any, ...], output: th.Tensor) -> None:
             if output.requires_grad:
-                layer.records.append((inputs[0].detach(), output))
-                layer.versions.append((inputs[0]._version, output._version))
+                layer.records.append(_Record(layer, inputs[0].detach(), output, inputs[0]._version, output._version))
 
         return record
 
@@ -471,9 +489,9 @@ class KFAC(th.optim.Optimizer):
             batch's rows. ``None``: every row
         """
         self._check_not_modified_in_place()
-        records = [(layer, inputs, output) for layer in self.layers for inputs, output in layer.records]
+        records = [record for layer in self.layers for record in layer.records]
         for layer in self.layers:
-            layer.records, layer.versions = [], []
+            layer.records = []
         if not records:
             raise RuntimeError(
                 "KFAC.update_curvature: no forward pass was recorded. Run the model's forward pass inside "
@@ -483,9 +501,9 @@ class KFAC(th.optim.Optimizer):
             raise RuntimeError("KFAC.update_curvature: the Fisher loss does not require grad (computed under no_grad?).")
         fallback: list[th.Tensor] = [param for param in self.fallback_params if param.requires_grad]
         grads = th.autograd.grad(
-            fisher_loss, [output for _, _, output in records] + fallback, retain_graph=retain_graph, allow_unused=True
+            fisher_loss, [record.output for record in records] + fallback, retain_graph=retain_graph, allow_unused=True
         )
-        batch_size = records[0][2].shape[0]
+        batch_size = records[0].output.shape[0]
         rows = None if sample_mask is None else self._masked_rows(records, sample_mask)
         if rows is not None:
             batch_size = rows.numel()
@@ -501,7 +519,7 @@ class KFAC(th.optim.Optimizer):
             if self.stats_samples is not None and batch_size > self.stats_samples:
                 if rows is None:
                     self._check_one_batch_size(records, batch_size)
-                chosen = th.randperm(batch_size, device=records[0][1].device)[: self.stats_samples]
+                chosen = th.randperm(batch_size, device=records[0].inputs.device)[: self.stats_samples]
                 rows = chosen if rows is None else rows[chosen]
                 factor_samples = self.stats_samples
             if rows is not None:
@@ -560,15 +578,18 @@ class KFAC(th.optim.Optimizer):
         ``nn.ReLU(inplace=True)``, ∂L/∂relu(h) instead of ∂L/∂h).
         """
         for layer in self.layers:
-            for (inputs, output), (input_version, output_version) in zip(layer.records, layer.versions, strict=True):
+            for record in layer.records:
                 changed = [
                     name
-                    for name, tensor, version in (("output", output, output_version), ("input", inputs, input_version))
+                    for name, tensor, version in (
+                        ("output", record.output, record.output_version),
+                        ("input", record.inputs, record.input_version),
+                    )
                     if tensor._version != version
                 ]
                 if changed:
                     for other in self.layers:
-                        other.records, other.versions = [], []
+                        other.records = []
                     raise RuntimeError(
                         f"KFAC: the {' and '.join(changed)} of layer '{layer.name}' was modified in place after the layer "
                         "used it (e.g. by nn.ReLU(inplace=True) or another in-place operation), so its Kronecker factors "
@@ -576,9 +597,9 @@ class KFAC(th.optim.Optimizer):
                         "of nn.Linear and nn.Conv2d layers."
                     )
 
-    def _check_one_batch_size(self, records: list[tuple[_Layer, th.Tensor, th.Tensor]], batch_size: int) -> None:
+    def _check_one_batch_size(self, records: list[_Record], batch_size: int) -> None:
         """Rows can be selected only if every recorded forward pass saw the same batch."""
-        sizes = {inputs.shape[0] for _, inputs, _ in records}
+        sizes = {record.inputs.shape[0] for record in records}
         if sizes != {batch_size}:
             raise ValueError(
                 f"KFAC selects rows of the batch (stats_samples={self.stats_samples}, or a sample_mask), but the recorded "
@@ -586,9 +607,9 @@ class KFAC(th.optim.Optimizer):
                 "stats_samples=None and no sample_mask."
             )
 
-    def _masked_rows(self, records: list[tuple[_Layer, th.Tensor, th.Tensor]], sample_mask: th.Tensor) -> th.Tensor:
+    def _masked_rows(self, records: list[_Record], sample_mask: th.Tensor) -> th.Tensor:
         """The indices of the rows ``sample_mask`` keeps, after checking it fits the recorded batch."""
-        batch_size = records[0][2].shape[0]
+        batch_size = records[0].output.shape[0]
         if not (isinstance(sample_mask, th.Tensor) and sample_mask.dtype == th.bool and sample_mask.shape == (batch_size,)):
             raise ValueError(
                 f"sample_mask must be a boolean tensor of shape ({batch_size},) (the recorded batch), got "
@@ -603,32 +624,30 @@ class KFAC(th.optim.Optimizer):
 
     @staticmethod
     def _select_rows(
-        records: list[tuple[_Layer, th.Tensor, th.Tensor]],
-        output_grads: tuple[th.Tensor | None, ...],
-        rows: th.Tensor,
-    ) -> tuple[list[tuple[_Layer, th.Tensor, th.Tensor]], tuple[th.Tensor | None, ...]]:
+        records: list[_Record], output_grads: tuple[th.Tensor | None, ...], rows: th.Tensor
+    ) -> tuple[list[_Record], tuple[th.Tensor | None, ...]]:
         """The same ``rows`` of every recorded input and output gradient."""
-        selected = [(layer, inputs[rows], output) for layer, inputs, output in records]
+        selected = [record._replace(inputs=record.inputs[rows]) for record in records]
         return selected, tuple(None if grad is None else grad[rows] for grad in output_grads)
 
     @staticmethod
     def _batch_factors(
-        records: list[tuple[_Layer, th.Tensor, th.Tensor]], output_grads: Iterable[th.Tensor | None], scale: int
+        records: list[_Record], output_grads: Iterable[th.Tensor | None], scale: int
     ) -> dict[_Layer, tuple[th.Tensor, th.Tensor]]:
         """A and G of this batch for each layer, pooling the layer's calls as extra samples."""
-        sums: dict[_Layer, list[Any]] = {}
-        for (layer, inputs, _), grad_output in zip(records, output_grads, strict=True):
+        sums: dict[_Layer, _FactorSums] = {}
+        for record, grad_output in zip(records, output_grads, strict=True):
             if grad_output is None:  # this call does not influence the Fisher loss
                 continue
-            a_sum, a_norm = input_second_moment(layer.module, inputs, weight_sharing=layer.weight_sharing)
+            layer = record.layer
+            a_sum, a_norm = input_second_moment(layer.module, record.inputs, weight_sharing=layer.weight_sharing)
             g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale, layer.weight_sharing)
-            g_sum = g_rows.t() @ g_rows
+            call = _FactorSums(a_sum, a_norm, g_rows.t() @ g_rows, g_norm)
             if layer in sums:
-                entry = sums[layer]
-                sums[layer] = [entry[0] + a_sum, entry[1] + a_norm, entry[2] + g_sum, entry[3] + g_norm]
-            else:
-                sums[layer] = [a_sum, a_norm, g_sum, g_norm]
-        return {layer: (a_sum / a_norm, g_sum / g_norm) for layer, (a_sum, a_norm, g_sum, g_norm) in sums.items()}
+                old = sums[layer]
+                call = _FactorSums(old.a_sum + a_sum, old.a_norm + a_norm, old.g_sum + call.g_sum, old.g_norm + g_norm)
+            sums[layer] = call
+        return {layer: (total.a_sum / total.a_norm, total.g_sum / total.g_norm) for layer, total in sums.items()}
 
     def _running_average(self, param: th.Tensor, new: dict[str, th.Tensor], warm_up: bool) -> None:
         """

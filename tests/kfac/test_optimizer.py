@@ -244,7 +244,7 @@ def test_curvature_recorded_only_inside_the_context():
         layer(x)
     with optimizer.record_curvature():
         logits = layer(x[:2])
-    assert len(optimizer.layers[0].records) == 1 and optimizer.layers[0].records[0][1] is logits
+    assert len(optimizer.layers[0].records) == 1 and optimizer.layers[0].records[0].output is logits
 
 
 def test_step_before_any_curvature_raises():
