@@ -154,7 +154,7 @@ class KFAC(th.optim.Optimizer):
     :param stats_warm_up: Warm the Kronecker factors up the same way (SB2's ``cold_iter`` averaged its first batches
         plainly too). Without it the first batch keeps weight ε^k, and where the Fisher grows from a tiny start (SB3's
         0.01-gain action head) the factors lag it: the trust region's quadratic model then under-predicts the
-        early steps' KL (about 2x on CartPole, 0.95-1.2x with the warm-up), which also makes those steps larger
+        early steps' KL, which also makes those steps larger (docs/benchmark.md, "Warming the factors up")
     :param inverse_interval: Recompute the damped inverses every this many steps (SB2's ``kfac_update``)
     :param stats_interval: :attr:`curvature_update_due` is True every this many steps, telling callers such as
         ACKTR when to record curvature
