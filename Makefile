@@ -67,4 +67,13 @@ commit-checks: format type lint
 doc:
 	python3 -m sphinx -W --keep-going -b html docs docs/_build/html
 
-.PHONY: setup train test test-expensive postgres-start postgres-stop pytest type lint format check-codestyle commit-checks doc
+# The pages as a reader sees them: headless Chromium (Debian's chromium) screenshots of the built docs
+SCREENSHOT_PAGES = index benchmark modules/acktr modules/recurrent_acktr modules/kfac guide/install guide/quickstart
+doc-screenshots: doc
+	mkdir -p docs/_build/screenshots
+	for page in $(SCREENSHOT_PAGES); do \
+		chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,2400 \
+			--screenshot=docs/_build/screenshots/$$(echo $$page | tr / -).png file://$(CURDIR)/docs/_build/html/$$page.html; \
+	done
+
+.PHONY: setup train test test-expensive postgres-start postgres-stop pytest type lint format check-codestyle commit-checks doc doc-screenshots

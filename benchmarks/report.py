@@ -309,18 +309,12 @@ def overview_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def draw_curves(axis: Any, env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> None:
     """
-    Learning curves, mean ± std over seeds of the mean evaluation return, x = environment steps, to a PNG.
+    Learning curves on ``axis``: mean ± std over seeds of the mean evaluation return, x = environment steps.
 
     Seeds are interpolated onto a common grid (evaluations fall at update boundaries, which differ by algorithm).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6.4, 4.0))
     colors = {"a2c": "tab:blue", "ppo": "tab:green", "acktr": "tab:red", "ppo_lstm": "tab:olive", "acktr_lstm": "tab:purple"}
     extra_colors = iter(("tab:purple", "tab:orange", "tab:brown", "tab:pink"))
     for algo in ordered_labels(list(by_algo)):
@@ -336,13 +330,59 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) 
     threshold = THRESHOLDS.get(env_id)
     if threshold is not None:
         axis.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    axis.set(xlabel="environment steps", ylabel="mean evaluation return (10 episodes)", title=env_id)
-    axis.legend(loc="best")
+    axis.set(title=env_id)
     axis.grid(alpha=0.3)
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """Write ``figure`` to ``path`` (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """The learning curves of one env (:func:`draw_curves`), to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    draw_curves(axis, env_id, by_algo)
+    axis.set(xlabel="environment steps", ylabel="mean evaluation return (10 episodes)")
+    axis.legend(loc="best")
+    save_figure(figure, path)
+
+
+def plot_overview(runs: dict[str, dict[str, list[dict[str, Any]]]], path: Path, columns: int = 4) -> None:
+    """Every env's learning curves in one grid (:func:`draw_curves`), one legend, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(runs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), squeeze=False)
+    for axis, env_id in zip(axes.flat, sorted(runs), strict=False):
+        draw_curves(axis, env_id, runs[env_id])
+        axis.tick_params(labelsize=8)
+        axis.xaxis.get_offset_text().set_fontsize(8)
+    for axis in list(axes.flat)[len(runs) :]:
+        axis.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(
+        [h for h, label in zip(handles, labels, strict=True) if not label.startswith("threshold")],
+        [label.split(" (")[0] for label in labels if not label.startswith("threshold")],
+        loc="lower right",
+        fontsize=12,
+    )
+    figure.supxlabel("environment steps")
+    figure.supylabel("mean evaluation return (10 episodes; dashed: threshold)")
+    save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -378,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_plots and len(runs) > 1:
+        plot_overview(runs, args.out_dir / "sample_efficiency_overview.png")
     (args.out_dir / "sample_efficiency.md").write_text(markdown + "\n")
     print(markdown)
     print(f"\nwrote {args.out_dir / 'sample_efficiency.md'}" + ("" if args.no_plots else " and the plots"), file=sys.stderr)

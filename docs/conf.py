@@ -51,3 +51,4 @@ autosummary_generate = False
 html_theme = "sphinx_rtd_theme"
 html_static_path = ["_static"]
 htmlhelp_basename = "sb3acktrdoc"
+html_css_files = ["css/custom.css"]
