@@ -5,7 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
 
@@ -111,3 +114,14 @@ def assert_kfac_states_equal(state_dict: dict[str, Any], other_state_dict: dict[
     assert len(state_dict["param_groups"]) == len(other_state_dict["param_groups"])
     for group, other_group in zip(state_dict["param_groups"], other_state_dict["param_groups"], strict=True):
         assert group == other_group
+
+
+class BatchNormExtractor(BaseFeaturesExtractor):
+    """Flattened observations through a BatchNorm1d: parameters outside nn.Linear/nn.Conv2d, for the diagonal Fisher."""
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        super().__init__(observation_space, get_flattened_obs_dim(observation_space))
+        self.batch_norm = nn.BatchNorm1d(self.features_dim)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.batch_norm(observations.flatten(start_dim=1))

@@ -11,8 +11,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv
 from stable_baselines3.common.logger import configure
 
-from sb3_acktr import ACKTR, KFAC
-from tests.helpers import ACKTR_TRAIN_KEYS
+from sb3_acktr import ACKTR
+from tests.helpers import ACKTR_TRAIN_KEYS, KFAC, BatchNormExtractor
 
 
 def test_fisher_samples_the_model_distribution():
@@ -277,3 +277,50 @@ def test_vf_fisher_coef_enters_the_critic_fisher_squared():
     for coef in (0.5, 2.0):
         th.testing.assert_close(factors[coef][0], coef**2 * factors[1.0][0])
         th.testing.assert_close(factors[coef][1], factors[1.0][1])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_log_std_fisher_matches_the_closed_form(seed):
+    """
+    The diagonal Fisher of gSDE's log_std against its closed form. The policy is N(μ, v) per action dimension j with
+    v_j = Σ_i z_i² σ_ij² + ε (z: the latent features, σ = exp(log_std)), so
+    F(log_std_ij) = E_s[½ (∂v_j/∂log_std_ij)² / v_j²] = E_s[2 z_i⁴ σ_ij⁴ / v_j²]. Sampling the Fisher's actions with
+    gSDE's shared exploration matrix made it 21-51x too large.
+    """
+    th.manual_seed(seed)
+    model = ACKTR("MlpPolicy", "Pendulum-v1", use_sde=True, n_steps=8, seed=seed, policy_kwargs=dict(log_std_init=-1.0))
+    policy, optimizer = model.policy, model.policy.optimizer
+    obs = th.rand(512, 3) * 2 - 1
+    for _ in range(60):  # the diagonal fallback averages its first 100 estimates plainly
+        policy.reset_noise(1)
+        with optimizer.record_curvature():
+            values, _, _ = policy.evaluate_actions(obs, th.zeros(512, 1))
+        optimizer.update_curvature(sum(model._fisher_losses(policy.action_dist, values.flatten())))
+    estimate = optimizer.state[policy.log_std]["fisher_diag"]
+
+    with th.no_grad():
+        latent = policy.mlp_extractor.forward_actor(policy.extract_features(obs))
+        sigma = policy.action_dist.get_std(policy.log_std)
+        variance = latent**2 @ sigma**2 + policy.action_dist.epsilon
+        closed_form = (2 * latent[:, :, None] ** 4 * sigma[None] ** 4 / variance[:, None, :] ** 2).mean(dim=0)
+    ratio = (estimate / closed_form).mean().item()
+    assert 0.8 < ratio < 1.25, ratio
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_batch_norm_is_trained_by_the_diagonal_fallback(env_id):
+    """
+    The BatchNorm affine parameters get a diagonal Fisher and K-FAC steps (none skipped); train() leaves the policy in
+    training mode and predict() switches it to eval mode, as A2C.
+    """
+    kwargs = dict(net_arch=[16, 16], features_extractor_class=BatchNormExtractor)
+    model = ACKTR("MlpPolicy", env_id, policy_kwargs=kwargs, seed=1, n_steps=32)
+    optimizer, batch_norm = model.policy.optimizer, model.policy.features_extractor.batch_norm
+    assert {id(batch_norm.weight), id(batch_norm.bias)} <= {id(param) for param in optimizer.fallback_params}
+    model.learn(32 * 3)
+    assert (optimizer.steps, optimizer.skipped_steps, optimizer.skipped_curvature_updates) == (3, 0, 0)
+    assert "fisher_diag" in optimizer.state[batch_norm.weight]
+    assert all(th.isfinite(param).all() for param in model.policy.parameters())
+    assert model.policy.training
+    model.predict(model.get_env().reset())
+    assert not model.policy.training

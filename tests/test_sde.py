@@ -110,31 +110,3 @@ def test_sde_log_std_is_trained(sde_sample_freq, full_std):
     assert th.isfinite(log_std).all()
     assert not th.allclose(log_std_before, log_std)
     assert not th.allclose(action_net_before, model.policy.action_net.weight)
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_log_std_fisher_matches_the_closed_form(seed):
-    """
-    The diagonal Fisher of gSDE's log_std against its closed form. The policy is N(μ, v) per action dimension j with
-    v_j = Σ_i z_i² σ_ij² + ε (z: the latent features, σ = exp(log_std)), so
-    F(log_std_ij) = E_s[½ (∂v_j/∂log_std_ij)² / v_j²] = E_s[2 z_i⁴ σ_ij⁴ / v_j²]. Sampling the Fisher's actions with
-    gSDE's shared exploration matrix made it 21-51x too large.
-    """
-    th.manual_seed(seed)
-    model = ACKTR("MlpPolicy", "Pendulum-v1", use_sde=True, n_steps=8, seed=seed, policy_kwargs=dict(log_std_init=-1.0))
-    policy, optimizer = model.policy, model.policy.optimizer
-    obs = th.rand(512, 3) * 2 - 1
-    for _ in range(60):  # the diagonal fallback averages its first 100 estimates plainly
-        policy.reset_noise(1)
-        with optimizer.record_curvature():
-            values, _, _ = policy.evaluate_actions(obs, th.zeros(512, 1))
-        optimizer.update_curvature(sum(model._fisher_losses(policy.action_dist, values.flatten())))
-    estimate = optimizer.state[policy.log_std]["fisher_diag"]
-
-    with th.no_grad():
-        latent = policy.mlp_extractor.forward_actor(policy.extract_features(obs))
-        sigma = policy.action_dist.get_std(policy.log_std)
-        variance = latent**2 @ sigma**2 + policy.action_dist.epsilon
-        closed_form = (2 * latent[:, :, None] ** 4 * sigma[None] ** 4 / variance[:, None, :] ** 2).mean(dim=0)
-    ratio = (estimate / closed_form).mean().item()
-    assert 0.8 < ratio < 1.25, ratio

@@ -1,6 +1,7 @@
 """
 Ported from Stable-Baselines3's tests/test_train_eval_mode.py: the A2C (on-policy) cases, with ACKTR in A2C's place
-(the BatchNorm parameters are not Linear/Conv2d ones: K-FAC preconditions them with its diagonal Fisher fallback).
+(the BatchNorm parameters are not Linear/Conv2d ones: K-FAC preconditions them with its diagonal Fisher fallback,
+checked in test_acktr.py).
 """
 
 import gymnasium as gym
@@ -124,31 +125,3 @@ def test_predict_with_dropout_batch_norm(env_id):
     # No change in batch norm params
     for param_before, param_after in zip(batch_norm_stats_before, batch_norm_stats_after, strict=True):
         assert th.isclose(param_before, param_after).all()
-
-
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
-def test_acktr_batch_norm_is_trained_by_fallback(env_id):
-    """The BatchNorm affine parameters get a diagonal Fisher and K-FAC steps (none skipped)."""
-    model = ACKTR(
-        "MlpPolicy",
-        env_id,
-        policy_kwargs=dict(net_arch=[16, 16], features_extractor_class=FlattenBatchNormDropoutExtractor),
-        seed=1,
-        n_steps=32,
-    )
-    optimizer = model.policy.optimizer
-    batch_norm = model.policy.features_extractor.batch_norm
-    fallback_ids = {id(param) for param in optimizer.fallback_params}
-    assert id(batch_norm.weight) in fallback_ids and id(batch_norm.bias) in fallback_ids
-
-    model.learn(32 * 3)
-
-    assert optimizer.steps == 3
-    assert optimizer.skipped_steps == 0
-    assert optimizer.skipped_curvature_updates == 0
-    assert "fisher_diag" in optimizer.state[batch_norm.weight]
-    assert all(th.isfinite(param).all() for param in model.policy.parameters())
-    # train() left the policy in training mode, predict() switches it to eval mode (as A2C)
-    assert model.policy.training
-    model.predict(model.get_env().reset())
-    assert not model.policy.training
