@@ -148,6 +148,8 @@ def test_group_option_set_to_nan_during_training_stops_with_one_error(option):
     with pytest.raises(ValueError, match=rf"param_groups\[0\]\['{option}'\] must be in .*, got nan"):
         model.learn(2 * N_STEPS, reset_num_timesteps=False)
     assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+    # Left in training mode, as A2C's train() leaves it when its step raises
+    assert model.policy.training
 
 
 class CrashingEnv(gym.Wrapper):

@@ -526,23 +526,26 @@ class ACKTR(OnPolicyAlgorithm):
             # after the step, on a fixed subsample of the batch, in eval mode (BatchNorm and Dropout as at prediction)
             kl_samples, kl_mask = self._exact_kl_samples(rollout_data, mask)
             self.policy.set_training_mode(False)
-            with th.no_grad():
-                # A shallow copy: the next forward pass replaces the policy's action_dist in place
-                before = copy.copy(self._policy_distribution(kl_samples))
+            try:
+                with th.no_grad():
+                    # A shallow copy: the next forward pass replaces the policy's action_dist in place
+                    before = copy.copy(self._policy_distribution(kl_samples))
 
-            # Optimization step
-            optimizer.zero_grad()
-            loss.backward()
-            # The whole batch's gradient (averaged over the ranks of a distributed run) is what gets clipped
-            optimizer.all_reduce_gradients()
-            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-            optimizer.step()
+                # Optimization step
+                optimizer.zero_grad()
+                loss.backward()
+                # The whole batch's gradient (averaged over the ranks of a distributed run) is what gets clipped
+                optimizer.all_reduce_gradients()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                optimizer.step()
 
-            with th.no_grad():
-                sample_kl = kl_divergence(before, self._policy_distribution(kl_samples))
-                sample_kl = sample_kl.sum(dim=1) if sample_kl.dim() > 1 else sample_kl
-                exact_kl = masked_mean(sample_kl, kl_mask).item()
-            self.policy.set_training_mode(True)
+                with th.no_grad():
+                    sample_kl = kl_divergence(before, self._policy_distribution(kl_samples))
+                    sample_kl = sample_kl.sum(dim=1) if sample_kl.dim() > 1 else sample_kl
+                    exact_kl = masked_mean(sample_kl, kl_mask).item()
+            finally:
+                # Also when the step raises (e.g. a group option set to NaN): the policy trains on, as A2C's
+                self.policy.set_training_mode(True)
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 
