@@ -193,7 +193,8 @@ def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
 
 def load_runs(directories: Sequence[Path]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """
-    Every ``*.json`` results file under ``directories`` (checkpoints excluded), by env and algorithm.
+    Every finished ``*.json`` results file under ``directories`` (checkpoints excluded), by env and algorithm. A run
+    still going (or interrupted, to be resumed) is left out, with a line on stderr: its curve would stop early.
 
     :param directories: Where the runs wrote (``--out-dir`` of ``sample_efficiency.py``)
     :return: ``{env_id: {algo: [run, ...]}}``, seeds in order
@@ -203,6 +204,11 @@ def load_runs(directories: Sequence[Path]) -> dict[str, dict[str, list[dict[str,
         for path in sorted(directory.glob("*.json")):
             run = json.loads(path.read_text())
             if not {"env_id", "algo", "timesteps", "returns"} <= run.keys() or not run["timesteps"]:
+                continue
+            if not run.get("done", True):
+                print(
+                    f"left out {path.name}: unfinished at {run['timesteps'][-1]:,} of {run['budget']:,} steps", file=sys.stderr
+                )
                 continue
             runs[run["env_id"]][run_label(run["algo"], run.get("variant"))].append(run)
     for by_algo in runs.values():

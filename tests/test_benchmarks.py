@@ -14,6 +14,7 @@ from report import (  # noqa: E402
     Steps,
     curve_average,
     first_step,
+    load_runs,
     median_ratio,
     median_steps,
     run_metrics,
@@ -113,6 +114,15 @@ def test_report_metrics_on_a_hand_made_curve():
     assert metrics["first"] == Steps(50, censored=True)  # CartPole's threshold, 475
     assert metrics["final_mean"] == 100.0 and metrics["final_std"] == 1.0
     assert run_metrics({**run, "threshold": 100})["sustained"] == Steps(30)
+
+
+def test_report_leaves_out_unfinished_runs(tmp_path, capsys):
+    run = {"env_id": "CartPole-v1", "algo": "acktr", "seed": 0, "budget": 100, "timesteps": [0, 100], "returns": [[1], [2]]}
+    (tmp_path / "done.json").write_text(json.dumps({**run, "done": True}))
+    (tmp_path / "going.json").write_text(json.dumps({**run, "seed": 1, "timesteps": [0, 50], "done": False}))
+    runs = load_runs([tmp_path])
+    assert [r["seed"] for r in runs["CartPole-v1"]["acktr"]] == [0]
+    assert "left out going.json: unfinished at 50 of 100 steps" in capsys.readouterr().err
 
 
 def test_report_medians_and_ratio_bounds():
