@@ -121,10 +121,20 @@ PHASES = [
 ]
 
 
+def rollout_target(model: BaseAlgorithm, phase: str) -> tuple[Any, str, str]:
+    """
+    The rollout collection to time for ``model``: ACKTR calls the one it holds (``_collect_rollout``: SB3's, or
+    RecurrentPPO's), which a wrapper around ``OnPolicyAlgorithm.collect_rollouts`` would not see.
+    """
+    if isinstance(model, ACKTR):
+        return next(klass for klass in type(model).__mro__ if "_collect_rollout" in klass.__dict__), "_collect_rollout", phase
+    return OnPolicyAlgorithm, "collect_rollouts", phase
+
+
 def timer_targets(model: BaseAlgorithm) -> list[tuple[Any, str, str]]:
     """The functions wrapped for the per-phase breakdown of one update of ``model`` (A2C or ACKTR)."""
     targets: list[tuple[Any, str, str]] = [
-        (OnPolicyAlgorithm, "collect_rollouts", ROLLOUT),
+        rollout_target(model, ROLLOUT),
         (type(model), "train", OTHER_TRAIN),
         (ActorCriticPolicy, "evaluate_actions", FORWARD),
         (ActorCriticPolicy, "get_distribution", EXACT_KL),
@@ -132,10 +142,7 @@ def timer_targets(model: BaseAlgorithm) -> list[tuple[Any, str, str]]:
         (th.nn.utils, "clip_grad_norm_", CLIP),
     ]
     if isinstance(model, ACKTR):
-        # ACKTR calls the rollout collection it holds (SB3's, or RecurrentPPO's), not OnPolicyAlgorithm's attribute
-        holder = next(klass for klass in type(model).__mro__ if "_collect_rollout" in klass.__dict__)
         targets += [
-            (holder, "_collect_rollout", ROLLOUT),
             (KFAC, "update_curvature", AVERAGES),
             (th.autograd, "grad", FISHER_BACKWARD),
             (KFAC, "_batch_factors", FACTORS),

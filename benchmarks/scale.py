@@ -35,8 +35,7 @@ import torch as th
 th.set_num_threads(1)
 
 from machine import machine_info  # noqa: E402
-from phases import PhaseTimer  # noqa: E402
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
+from phases import PhaseTimer, rollout_target  # noqa: E402
 from tables import table_header  # noqa: E402
 from throughput_configs import Config, make_model, timed_learn  # noqa: E402
 from torch import distributed as dist  # noqa: E402
@@ -91,7 +90,7 @@ def worker(config: Config, seed: int, out: Path) -> None:
     timed_learn(model, 1, world_size)  # warm-up
     timer = PhaseTimer()
     targets = [
-        (OnPolicyAlgorithm, "collect_rollouts", "rollout"),
+        rollout_target(model, "rollout"),
         (type(model), "train", "update"),
         (kfac_optimizer, "all_reduce_sum", "collectives"),
         (kfac_optimizer, "all_reduce_mean_", "collectives"),

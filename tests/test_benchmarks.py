@@ -267,6 +267,8 @@ def test_scale_quick(tmp_path):
     assert len(result["runs"]["1"]) == len(result["runs"]["2"]) == 1
     assert result["ratio_2_to_1"] == pytest.approx(result["median_steps_per_s"]["2"] / result["median_steps_per_s"]["1"])
     assert result["runs"]["2"][0]["ranks"] == 2 and result["all_reduce_alone_s"] > 0
+    # Every timed phase was seen (ACKTR collects its rollouts through _collect_rollout)
+    assert all(result["runs"][ranks][0]["per_update_s"].get(phase, 0) > 0 for ranks in "12" for phase in ("rollout", "update"))
     one_rank = [row for row in result["projection"] if row["ranks"] == 1]
     assert all(row["speedup"] == 1 and row["communication_s"] == 0 for row in one_rank)
     assert "**2 / 1**" in stdout and out.with_suffix(".md").is_file()
