@@ -68,9 +68,7 @@ def communicated_bytes(optimizer: KFAC) -> dict[str, int]:
     (with the two sample counts), the gradients, and the stop flag; under ``distributed_inverses="one_rank"`` the
     inverses too, once per ``inverse_interval`` (reported apart).
     """
-    factors = sum(
-        (layer.weight[0].numel() + int(layer.bias is not None)) ** 2 + layer.weight.shape[0] ** 2 for layer in optimizer.layers
-    )
+    factors = sum(layer.a_dim**2 + layer.g_dim**2 for layer in optimizer.layers)
     fallback = sum(param.numel() for param in optimizer.fallback_params)
     gradients = sum(param.numel() for group in optimizer.param_groups for param in group["params"])
     return {

@@ -223,9 +223,9 @@ def test_stats_samples_subsample_the_rollout():
     recorded = []
     update = optimizer._batch_factors
 
-    def spy(records, output_grads, scale):
+    def spy(records, output_grads, scale, samples):
         recorded.extend(record.inputs.shape[0] for record in records if record.layer is first_layer)
-        return update(records, output_grads, scale)
+        return update(records, output_grads, scale, samples)
 
     optimizer._batch_factors = spy
     model.learn(64)

@@ -164,8 +164,23 @@ def test_exact_kl_on_whole_sequences():
     assert model.logger.name_to_value["train/exact_kl"] > -1e-7
 
 
-def test_lstm_weights_use_the_diagonal_fisher_without_a_warning(recwarn):
-    model = RecurrentACKTR("MlpLstmPolicy", "CartPole-v1", n_steps=8, seed=0)
+def test_lstm_weights_get_kronecker_factors(recwarn):
+    """By default each LSTM layer is one block over [W_ih, W_hh, b]: A of 4 + 64 + 1 (CartPole, the hidden size, the
+    bias), G of the 4 gates."""
+    model = RecurrentACKTR("MlpLstmPolicy", "CartPole-v1", n_steps=8, seed=0, policy_kwargs=dict(lstm_hidden_size=64))
+    assert not [warning for warning in recwarn if "Kronecker" in str(warning.message)]
+    optimizer = model.policy.optimizer
+    assert [layer.name for layer in optimizer.layers if layer.lstm_layer is not None] == ["lstm_actor.l0", "lstm_critic.l0"]
+    lstm_params = {id(param) for param in [*model.policy.lstm_actor.parameters(), *model.policy.lstm_critic.parameters()]}
+    assert not lstm_params & {id(param) for param in optimizer.fallback_params}
+    model.learn(16)
+    state = optimizer.state[model.policy.lstm_actor.weight_ih_l0]
+    assert state["A"].shape == (69, 69) and state["G"].shape == (256, 256)
+    assert "fisher_diag" not in optimizer.state[model.policy.lstm_actor.weight_hh_l0]
+
+
+def test_lstm_weights_on_the_diagonal_fisher_without_a_warning(recwarn):
+    model = RecurrentACKTR("MlpLstmPolicy", "CartPole-v1", n_steps=8, seed=0, kfac_lstm_curvature="diagonal")
     assert not [warning for warning in recwarn if "Kronecker" in str(warning.message)]
     fallback = {id(param) for param in model.policy.optimizer.fallback_params}
     assert {id(param) for param in model.policy.lstm_actor.parameters()} <= fallback

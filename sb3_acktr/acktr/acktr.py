@@ -36,6 +36,7 @@ KFAC_ARGUMENTS = {
     "kfac_stats_update": "stats_interval",
     "kfac_stats_samples": "stats_samples",
     "kfac_weight_sharing": "weight_sharing",
+    "kfac_lstm_curvature": "lstm_curvature",
     "kfac_damping": "damping",
     "kfac_stats_decay": "stats_decay",
     "kfac_stats_warm_up": "stats_warm_up",
@@ -116,6 +117,9 @@ class ACKTR(OnPolicyAlgorithm):
         ``"expand"`` (KFC, Grosse & Martens 2016: output positions as extra samples, cost ∝ positions) or
         ``"reduce"`` (Eschenhagen et al. 2023: positions aggregated per sample, cost independent of them), or a dict
         from layer names of the policy (e.g. ``"features_extractor.cnn.0"``) to forms
+    :param kfac_lstm_curvature: Curvature of the ``nn.LSTM`` weights of a recurrent policy (``KFAC``'s
+        ``lstm_curvature``): ``"kronecker"`` (Kronecker factors under independence across time steps, Martens, Ba &
+        Johnson 2018) or ``"diagonal"`` (the diagonal Fisher)
     :param kfac_damping: Tikhonov damping λ of K-FAC (factored between the two Kronecker factors)
     :param kfac_stats_decay: Running-average weight of the old K-FAC statistics, in [0, 1)
     :param kfac_stats_warm_up: Plainly average the first ``1/(1 − kfac_stats_decay)`` batches of Kronecker factors
@@ -173,6 +177,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_stats_update: int = kfac_default("kfac_stats_update"),
         kfac_stats_samples: int | None = kfac_default("kfac_stats_samples"),
         kfac_weight_sharing: str | dict[str, str] = kfac_default("kfac_weight_sharing"),
+        kfac_lstm_curvature: str = kfac_default("kfac_lstm_curvature"),
         kfac_damping: float = kfac_default("kfac_damping"),
         kfac_stats_decay: float = kfac_default("kfac_stats_decay"),
         kfac_stats_warm_up: bool = kfac_default("kfac_stats_warm_up"),
@@ -227,6 +232,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_stats_update = kfac_stats_update
         self.kfac_stats_samples = kfac_stats_samples
         self.kfac_weight_sharing = kfac_weight_sharing
+        self.kfac_lstm_curvature = kfac_lstm_curvature
         self.kfac_damping = kfac_damping
         self.kfac_stats_decay = kfac_stats_decay
         self.kfac_stats_warm_up = kfac_stats_warm_up

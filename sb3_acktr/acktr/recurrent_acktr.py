@@ -1,4 +1,3 @@
-import warnings
 from typing import Any, ClassVar
 
 import torch as th
@@ -14,10 +13,6 @@ from torch import nn
 
 from sb3_acktr.acktr.acktr import ACKTR, EXACT_KL_SAMPLES, observation_rows
 
-#: KFAC's warning that only LSTMs are on the diagonal Fisher: expected here, so not repeated to the user
-LSTM_ONLY_ON_DIAGONAL = r"KFAC: no Kronecker factors for '[^']*' \(LSTM\)(, '[^']*' \(LSTM\))* \(only"
-
-
 class RecurrentACKTR(ACKTR):
     """
     ACKTR with LSTM policies: sb3-contrib's recurrent policies and rollout buffers (as ``RecurrentPPO`` uses them),
@@ -25,9 +20,9 @@ class RecurrentACKTR(ACKTR):
 
     The LSTM states are carried across rollouts and reset at episode starts exactly as in ``RecurrentPPO`` (whose
     rollout collection is reused); the update evaluates the rollout as sequences, padded to a common length, and
-    every loss, Fisher loss and curvature statistic counts only the real steps (the buffer's mask). Curvature: the
-    features extractor, the MLP heads and the action and value layers get Kronecker factors; the LSTM weights use
-    K-FAC's diagonal Fisher.
+    every loss, Fisher loss and curvature statistic counts only the real steps (the buffer's mask). Curvature: every
+    layer gets Kronecker factors, the LSTMs' under independence across time steps (Martens, Ba & Johnson 2018;
+    ``kfac_lstm_curvature="diagonal"`` puts the LSTM weights on K-FAC's diagonal Fisher instead).
 
     Paper: https://arxiv.org/abs/1708.05144 (ACKTR); sb3-contrib's ``RecurrentPPO`` for the recurrent machinery.
 
@@ -64,9 +59,7 @@ class RecurrentACKTR(ACKTR):
                 f"RecurrentACKTR uses sb3-contrib's recurrent rollout buffers; rollout_buffer_class="
                 f"{self.rollout_buffer_class.__name__} cannot be used. Leave it at None."
             )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=LSTM_ONLY_ON_DIAGONAL, category=UserWarning)
-            super()._setup_model()
+        super()._setup_model()
         # SB3 recorded the class of the default buffer it built (replaced below): the recurrent one is chosen from the
         # observation space each time, on load too
         self.rollout_buffer_class = None

@@ -189,11 +189,20 @@ def input_second_moment(
         return expanded_patch_moment(module, x, chunk_size)
     # One row per sample (reduce: its mean patch), or per input row of a Linear
     rows = conv2d_mean_patches(module, x) if isinstance(module, nn.Conv2d) else x.reshape(-1, x.shape[-1])
-    total = rows.t() @ rows
     n_samples = rows.shape[0] if isinstance(module, nn.Conv2d) else linear_samples(x)
-    if module.bias is None:
-        return total, n_samples
-    return bias_bordered(total, rows.sum(dim=0), rows.shape[0]), n_samples
+    return row_second_moment(rows, module.bias is not None), n_samples
+
+
+def row_second_moment(rows: th.Tensor, bias: bool) -> th.Tensor:
+    """
+    ``Σ ā āᵀ`` over rows ``ā = [a, 1]`` (``[a]`` without a bias), the column of ones from :func:`bias_bordered`.
+
+    :param rows: The rows ``a``, shape ``(rows, d)``
+    :param bias: Whether to append the homogeneous coordinate
+    :return: The ``(d [+ 1], d [+ 1])`` sum
+    """
+    total = rows.t() @ rows
+    return bias_bordered(total, rows.sum(dim=0), rows.shape[0]) if bias else total
 
 
 def expanded_patch_moment(module: nn.Conv2d, x: th.Tensor, chunk_size: int = 64) -> tuple[th.Tensor, int]:
@@ -242,17 +251,3 @@ def layer_output_grad_rows(
     else:
         rows = grad_output.reshape(-1, grad_output.shape[-1])
     return rows * batch_size, rows.shape[0]
-
-
-def grad_matrix(weight_grad: th.Tensor, bias_grad: th.Tensor | None) -> th.Tensor:
-    """
-    The gradient of a layer as the matrix ``[∇W, ∇b]`` of shape ``(out, in [+ 1])``.
-
-    :param weight_grad: Gradient of the weight (``(out, in)`` or ``(out, C, kh, kw)``)
-    :param bias_grad: Gradient of the bias, or None if the layer has no bias
-    :return: The gradient matrix
-    """
-    matrix = weight_grad.reshape(weight_grad.shape[0], -1)
-    if bias_grad is not None:
-        matrix = th.cat([matrix, bias_grad.reshape(-1, 1)], dim=1)
-    return matrix

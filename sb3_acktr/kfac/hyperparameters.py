@@ -12,6 +12,7 @@ from typing import Any
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
 from sb3_acktr.kfac.distributed import DISTRIBUTED_INVERSES
 from sb3_acktr.kfac.factors import WEIGHT_SHARING_FORMS
+from sb3_acktr.kfac.recurrent import LSTM_CURVATURES
 
 INVERSE_METHODS = ("cholesky", "eigen")
 TRUST_REGIONS = ("joint", "per_group")
@@ -89,6 +90,7 @@ HYPERPARAMETERS = {
     "inverse_method": Hyperparameter("cholesky", choices=INVERSE_METHODS),
     "trust_region": Hyperparameter("joint", choices=TRUST_REGIONS),
     "weight_sharing": Hyperparameter("expand", choices=WEIGHT_SHARING_FORMS, per_layer=True),
+    "lstm_curvature": Hyperparameter("kronecker", choices=LSTM_CURVATURES),
     "loss_reduction": Hyperparameter("mean", choices=LOSS_REDUCTIONS),
     "distributed_inverses": Hyperparameter("all_ranks", choices=DISTRIBUTED_INVERSES),
 }

@@ -4,7 +4,6 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch as th
@@ -21,12 +20,11 @@ from sb3_acktr.kfac.distributed import (
     default_process_group,
 )
 from sb3_acktr.kfac.factors import (
-    SUPPORTED_MODULES,
     WEIGHT_SHARING_FORMS,
     WEIGHT_SHARING_MODULES,
-    grad_matrix,
     input_second_moment,
     layer_output_grad_rows,
+    row_second_moment,
 )
 from sb3_acktr.kfac.hyperparameters import DEFAULTS, GROUP_OPTIONS, HYPERPARAMETERS
 from sb3_acktr.kfac.inverse import (
@@ -35,6 +33,8 @@ from sb3_acktr.kfac.inverse import (
     precondition_cholesky,
     precondition_eigen,
 )
+from sb3_acktr.kfac.layers import KroneckerLayer, Record, find_layers
+from sb3_acktr.kfac.recurrent import lstm_forward, sequence_rows
 
 #: The state entries holding a layer's damped inverses, for each inverse method
 INVERSE_KEYS = {
@@ -55,31 +55,6 @@ def all_finite(tensors: list[th.Tensor]) -> bool:
     return bool(th.stack(th._foreach_norm(tensors)).isfinite().all())
 
 
-@dataclass(eq=False)
-class _Layer:
-    """A layer with Kronecker factors, and the forward passes recorded for it."""
-
-    name: str
-    module: nn.Linear | nn.Conv2d
-    weight: th.Tensor
-    bias: th.Tensor | None
-    #: Form of the factors of a weight-sharing layer: "expand" or "reduce" (see sb3_acktr.kfac.factors)
-    weight_sharing: str = "expand"
-    records: list["_Record"] = field(default_factory=list)
-
-
-class _Record(NamedTuple):
-    """One forward pass of a layer recorded for the curvature."""
-
-    layer: _Layer
-    #: The layer's input (detached) and output
-    inputs: th.Tensor
-    output: th.Tensor
-    #: Their version counters when recorded: an in-place change after the forward pass shows there
-    input_version: int
-    output_version: int
-
-
 class _FactorSums(NamedTuple):
     """A layer's Kronecker-factor sums over a batch and their normalisers (``A = a_sum / a_norm``, ``G = g_sum / g_norm``)."""
 
@@ -95,7 +70,8 @@ class KFAC(th.optim.Optimizer):
 
     Natural-gradient optimizer for any ``nn.Module``: every ``nn.Linear`` and ``nn.Conv2d`` layer (``groups=1``,
     bias folded in as a homogeneous coordinate) gets a Kronecker-factored Fisher block ``A ⊗ G``
-    (Martens & Grosse 2015; Grosse & Martens 2016 for convolutions; conventions in :mod:`sb3_acktr.kfac.factors`).
+    (Martens & Grosse 2015; Grosse & Martens 2016 for convolutions; conventions in :mod:`sb3_acktr.kfac.factors`),
+    and so does every layer of a unidirectional ``nn.LSTM`` (Martens, Ba & Johnson 2018; :mod:`sb3_acktr.kfac.recurrent`).
     Every other trainable parameter (a free ``log_std``, BatchNorm, grouped convolutions, custom layers) is
     preconditioned by a running diagonal Fisher estimate, ``∇ / (F_diag + λ)``, where
     ``F_diag ≈ N·(∇L_F)²`` is estimated from the Fisher-loss gradient (unbiased because the score has zero
@@ -171,6 +147,10 @@ class KFAC(th.optim.Optimizer):
         (KFC: positions as extra samples, cost ∝ positions) or ``"reduce"`` (positions aggregated per sample, cost
         independent of them), for every convolution; or a dict from layer names (as in ``model.named_modules()``)
         to forms, the convolutions it does not name being ``"expand"``
+    :param lstm_curvature: Curvature of the ``nn.LSTM`` weights (unidirectional, without projections):
+        ``"kronecker"``, a block ``A ⊗ G`` per layer over ``[W_ih, W_hh, b_ih + b_hh]`` with the time steps as
+        samples (Martens, Ba & Johnson 2018; conventions in :mod:`sb3_acktr.kfac.recurrent`: inside
+        :meth:`record_curvature` the LSTM runs step by step to expose its gates), or ``"diagonal"``, the diagonal Fisher
     :param loss_reduction: ``"mean"`` if the Fisher loss is a mean over the batch (gradients are rescaled by
         the batch size to per-sample gradients), ``"sum"`` if it is a sum
     :param param_groups: Optional parameter groups (dicts with ``"params"`` and per-group options such as
@@ -205,6 +185,7 @@ class KFAC(th.optim.Optimizer):
         inverse_method: str = DEFAULTS["inverse_method"],
         trust_region: str = DEFAULTS["trust_region"],
         weight_sharing: str | dict[str, str] = DEFAULTS["weight_sharing"],
+        lstm_curvature: str = DEFAULTS["lstm_curvature"],
         loss_reduction: str = DEFAULTS["loss_reduction"],
         param_groups: list[dict[str, Any]] | None = None,
         process_group: dist.ProcessGroup | None = None,
@@ -221,6 +202,7 @@ class KFAC(th.optim.Optimizer):
             stats_samples=stats_samples,
             inverse_method=inverse_method,
             trust_region=trust_region,
+            lstm_curvature=lstm_curvature,
             loss_reduction=loss_reduction,
             distributed_inverses=distributed_inverses,
         )
@@ -235,12 +217,13 @@ class KFAC(th.optim.Optimizer):
         self.inverse_method = inverse_method
         self.trust_region = trust_region
         self.loss_reduction = loss_reduction
-        self.layers = self._find_layers(model)
+        self.lstm_curvature = lstm_curvature
+        self.layers = find_layers(model, lstm_curvature)
         self._set_weight_sharing(weight_sharing)
         trainable = [param for param in model.parameters() if param.requires_grad]
         if not trainable:
             raise ValueError("model has no trainable parameter (every requires_grad is False).")
-        covered = {id(p) for layer in self.layers for p in (layer.weight, layer.bias) if p is not None}
+        covered = {id(param) for layer in self.layers for param in layer.params}
         self.fallback_params = [param for param in trainable if id(param) not in covered]
         groups = self._check_param_groups(param_groups, trainable)
         super().__init__(groups, defaults)
@@ -278,20 +261,26 @@ class KFAC(th.optim.Optimizer):
         if self.average_gradients:
             broadcast_parameters_([param for group in self.param_groups for param in group["params"]], process_group)
         if self.distributed_inverses == "one_rank":
-            costs = [float(layer.weight[0].numel() + 1) ** 3 + float(layer.weight.shape[0]) ** 3 for layer in self.layers]
+            costs = [float(layer.a_dim) ** 3 + float(layer.g_dim) ** 3 for layer in self.layers]
             owners = assign_owners(costs, dist.get_world_size(process_group))
             self._inverse_owner = {layer.name: owner for layer, owner in zip(self.layers, owners, strict=True)}
 
     def _configuration(self) -> dict[str, Any]:
         """What must be equal on every rank of a distributed run."""
-        options = ("stats_warm_up", "inverse_interval", "stats_interval", "stats_samples", "inverse_method", "trust_region")
+        options = (
+            "stats_warm_up",
+            "inverse_interval",
+            "stats_interval",
+            "stats_samples",
+            "inverse_method",
+            "trust_region",
+            "lstm_curvature",
+        )
         return {
             **{name: getattr(self, name) for name in options},
             "loss_reduction": self.loss_reduction,
             "distributed_inverses": self.distributed_inverses,
-            "layers": [
-                (layer.name, tuple(layer.weight.shape), layer.bias is not None, layer.weight_sharing) for layer in self.layers
-            ],
+            "layers": [(layer.name, layer.a_dim, layer.g_dim, layer.weight_sharing) for layer in self.layers],
             "parameters": [(tuple(param.shape), str(param.dtype)) for group in self.param_groups for param in group["params"]],
             "param_groups": [{key: value for key, value in group.items() if key != "params"} for group in self.param_groups],
         }
@@ -318,57 +307,6 @@ class KFAC(th.optim.Optimizer):
         self._index_parameters()
         # A process group cannot be copied: a copy made on every rank joins the default one, as a new KFAC would
         self.process_group = default_process_group()
-
-    @staticmethod
-    def _find_layers(model: nn.Module) -> list[_Layer]:
-        """The trainable Linear/Conv2d layers of ``model`` that get Kronecker factors."""
-        layers: list[_Layer] = []
-        seen: set[int] = set()
-        for name, module in model.named_modules():
-            if not isinstance(module, SUPPORTED_MODULES) or not module.weight.requires_grad:
-                continue
-            if isinstance(module, nn.Conv2d) and module.groups != 1:
-                warnings.warn(
-                    f"KFAC: Conv2d layer '{name}' has groups={module.groups}; Kronecker factors need groups=1, "
-                    "so its parameters use the diagonal fallback.",
-                    UserWarning,
-                )
-                continue
-            if id(module.weight) in seen:
-                raise ValueError(
-                    f"KFAC: the weight of layer '{name}' is shared with another layer (tied weights), "
-                    "which K-FAC does not support. Untie the weights or optimize them with another optimizer."
-                )
-            seen.add(id(module.weight))
-            bias = module.bias if module.bias is not None and module.bias.requires_grad else None
-            layers.append(_Layer(name=name, module=module, weight=module.weight, bias=bias))
-        if not layers:
-            raise ValueError(
-                f"KFAC found no trainable nn.Linear or nn.Conv2d (groups=1) layer in {type(model).__name__}: "
-                "there is nothing to precondition. Use a first-order optimizer for this model."
-            )
-        covered = {id(param): layer.name for layer in layers for param in (layer.weight, layer.bias) if param is not None}
-        on_diagonal = []
-        for name, module in model.named_modules():
-            if any(module is layer.module for layer in layers):
-                continue
-            own = [param for param in module.parameters(recurse=False) if param.requires_grad]
-            tied = [covered[id(param)] for param in own if id(param) in covered]
-            if tied:
-                raise ValueError(
-                    f"KFAC: layer '{tied[0]}' shares a parameter with '{name}' ({type(module).__name__}), e.g. an "
-                    "embedding tied to an output layer: its Kronecker factors would ignore that use. Untie the weights "
-                    "or optimize them with another optimizer."
-                )
-            if own and module is not model and not (isinstance(module, nn.Conv2d) and module.groups != 1):
-                on_diagonal.append(f"'{name}' ({type(module).__name__})")
-        if on_diagonal:
-            warnings.warn(
-                f"KFAC: no Kronecker factors for {', '.join(on_diagonal)} (only nn.Linear and nn.Conv2d with groups=1 "
-                "get them): their parameters use the diagonal Fisher fallback.",
-                UserWarning,
-            )
-        return layers
 
     def _set_weight_sharing(self, weight_sharing: str | dict[str, str]) -> None:
         """Give each weight-sharing layer its form; reject a form for a layer it does not apply to."""
@@ -424,8 +362,10 @@ class KFAC(th.optim.Optimizer):
                 f"{len(foreign)} not trainable parameters of the model."
             )
         for layer in self.layers:
-            if layer.bias is not None and group_of[id(layer.bias)] != group_of[id(layer.weight)]:
-                raise ValueError(f"The weight and bias of layer '{layer.name}' must be in the same parameter group.")
+            if len({group_of[id(param)] for param in layer.params}) > 1:
+                raise ValueError(
+                    f"The parameters of layer '{layer.name}' (weights and biases) must be in the same parameter group."
+                )
         return groups
 
     @staticmethod
@@ -456,7 +396,11 @@ class KFAC(th.optim.Optimizer):
             return
         for layer in self.layers:
             layer.records = []
-        handles = [layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers]
+        handles = [
+            layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers if layer.lstm_layer is None
+        ]
+        lstms = {id(layer.module): layer.module for layer in self.layers if layer.lstm_layer is not None}
+        handles += [lstm.register_forward_hook(self._make_lstm_recorder(lstm), with_kwargs=True) for lstm in lstms.values()]
         try:
             yield
         finally:
@@ -464,10 +408,26 @@ class KFAC(th.optim.Optimizer):
                 handle.remove()
 
     @staticmethod
-    def _make_recorder(layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], th.Tensor], None]:
+    def _make_recorder(layer: KroneckerLayer) -> Callable[[nn.Module, tuple[Any, ...], th.Tensor], None]:
         def record(module: nn.Module, inputs: tuple[Any, ...], output: th.Tensor) -> None:
             if output.requires_grad:
-                layer.records.append(_Record(layer, inputs[0].detach(), output, inputs[0]._version, output._version))
+                layer.records.append(Record(layer, inputs[0].detach(), output, inputs[0]._version, output._version))
+
+        return record
+
+    def _make_lstm_recorder(self, lstm: nn.LSTM) -> Callable[..., Any]:
+        """A hook replacing an LSTM's output by the step-by-step one that exposes each layer's inputs and gates."""
+        layers = sorted((layer for layer in self.layers if layer.module is lstm), key=lambda layer: layer.lstm_layer or 0)
+
+        def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+            if not th.is_grad_enabled():
+                return None
+            inputs = args[0] if args else kwargs["input"]
+            hx = args[1] if len(args) > 1 else kwargs.get("hx")
+            output, states, recorded = lstm_forward(lstm, inputs, hx)
+            for layer, (rows, probe) in zip(layers, recorded, strict=True):
+                layer.records.append(Record(layer, rows, probe, rows._version, probe._version))
+            return output, states
 
         return record
 
@@ -503,17 +463,18 @@ class KFAC(th.optim.Optimizer):
         grads = th.autograd.grad(
             fisher_loss, [record.output for record in records] + fallback, retain_graph=retain_graph, allow_unused=True
         )
-        batch_size = records[0].output.shape[0]
+        fallback_grads = grads[len(records) :]
+        records, output_grads = self._merge_lstm_calls(records, grads[: len(records)])
+        # The samples of the Fisher loss: the first dimension of the layers' inputs (an LSTM's steps if it has no other)
+        batch_size = records[0].inputs.shape[0]
         rows = None if sample_mask is None else self._masked_rows(records, sample_mask)
         if rows is not None:
             batch_size = rows.numel()
         scale = batch_size if self.loss_reduction == "mean" else 1
-        # Split before selecting rows, which replaces `records`
-        output_grads: tuple[th.Tensor | None, ...] = grads[: len(records)]
         with th.no_grad():
             # Gradients of the Fisher loss summed over the samples, Σ_i g_i, for the diagonal fallback
             summed_grads = {
-                param: grad * scale for param, grad in zip(fallback, grads[len(records) :], strict=True) if grad is not None
+                param: grad * scale for param, grad in zip(fallback, fallback_grads, strict=True) if grad is not None
             }
             factor_samples = batch_size
             if self.stats_samples is not None and batch_size > self.stats_samples:
@@ -524,7 +485,7 @@ class KFAC(th.optim.Optimizer):
                 factor_samples = self.stats_samples
             if rows is not None:
                 records, output_grads = self._select_rows(records, output_grads, rows)
-            new_factors = self._batch_factors(records, output_grads, scale)
+            new_factors = self._batch_factors(records, output_grads, scale, factor_samples)
             if self.process_group is not None:
                 new_factors, summed_grads, batch_size = self._sum_over_ranks(
                     new_factors, summed_grads, factor_samples, batch_size
@@ -549,11 +510,11 @@ class KFAC(th.optim.Optimizer):
 
     def _sum_over_ranks(
         self,
-        new_factors: dict[_Layer, tuple[th.Tensor, th.Tensor]],
+        new_factors: dict[KroneckerLayer, tuple[th.Tensor, th.Tensor]],
         summed_grads: dict[th.Tensor, th.Tensor],
         factor_samples: int,
         batch_size: int,
-    ) -> tuple[dict[_Layer, tuple[th.Tensor, th.Tensor]], dict[th.Tensor, th.Tensor], int]:
+    ) -> tuple[dict[KroneckerLayer, tuple[th.Tensor, th.Tensor]], dict[th.Tensor, th.Tensor], int]:
         """
         The statistics of the union of the ranks' batches, in one collective per dtype: each rank's factors (means
         over its samples) weighted by its sample count, the summed gradients added, the counts added.
@@ -597,7 +558,7 @@ class KFAC(th.optim.Optimizer):
                         "of nn.Linear and nn.Conv2d layers."
                     )
 
-    def _check_one_batch_size(self, records: list[_Record], batch_size: int) -> None:
+    def _check_one_batch_size(self, records: list[Record], batch_size: int) -> None:
         """Rows can be selected only if every recorded forward pass saw the same batch."""
         sizes = {record.inputs.shape[0] for record in records}
         if sizes != {batch_size}:
@@ -607,9 +568,9 @@ class KFAC(th.optim.Optimizer):
                 "stats_samples=None and no sample_mask."
             )
 
-    def _masked_rows(self, records: list[_Record], sample_mask: th.Tensor) -> th.Tensor:
+    def _masked_rows(self, records: list[Record], sample_mask: th.Tensor) -> th.Tensor:
         """The indices of the rows ``sample_mask`` keeps, after checking it fits the recorded batch."""
-        batch_size = records[0].output.shape[0]
+        batch_size = records[0].inputs.shape[0]
         if not (isinstance(sample_mask, th.Tensor) and sample_mask.dtype == th.bool and sample_mask.shape == (batch_size,)):
             raise ValueError(
                 f"sample_mask must be a boolean tensor of shape ({batch_size},) (the recorded batch), got "
@@ -623,24 +584,53 @@ class KFAC(th.optim.Optimizer):
         return rows
 
     @staticmethod
+    def _merge_lstm_calls(
+        records: list[Record], output_grads: tuple[th.Tensor | None, ...]
+    ) -> tuple[list[Record], tuple[th.Tensor | None, ...]]:
+        """
+        The records with each LSTM layer's calls merged into one of per-step rows, ``(sequences · steps, ·)``
+        sequence-major (:func:`~sb3_acktr.kfac.recurrent.sequence_rows`), after the other layers' records; a call
+        without gradient counts zero, a layer with none has a gradient of None.
+        """
+        merged = [(record, grad) for record, grad in zip(records, output_grads, strict=True) if record.layer.lstm_layer is None]
+        calls: dict[KroneckerLayer, list[tuple[Record, th.Tensor | None]]] = {}
+        for record, grad in zip(records, output_grads, strict=True):
+            if record.layer.lstm_layer is not None:
+                calls.setdefault(record.layer, []).append((record, grad))
+        for layer_calls in calls.values():
+            first = layer_calls[0][0]._replace(inputs=sequence_rows([record.inputs for record, _ in layer_calls]))
+            if all(grad is None for _, grad in layer_calls):
+                merged.append((first, None))
+                continue
+            grads = [th.zeros_like(record.output) if grad is None else grad for record, grad in layer_calls]
+            merged.append((first, sequence_rows(grads)))
+        return [record for record, _ in merged], tuple(grad for _, grad in merged)
+
+    @staticmethod
     def _select_rows(
-        records: list[_Record], output_grads: tuple[th.Tensor | None, ...], rows: th.Tensor
-    ) -> tuple[list[_Record], tuple[th.Tensor | None, ...]]:
+        records: list[Record], output_grads: tuple[th.Tensor | None, ...], rows: th.Tensor
+    ) -> tuple[list[Record], tuple[th.Tensor | None, ...]]:
         """The same ``rows`` of every recorded input and output gradient."""
         selected = [record._replace(inputs=record.inputs[rows]) for record in records]
         return selected, tuple(None if grad is None else grad[rows] for grad in output_grads)
 
     @staticmethod
     def _batch_factors(
-        records: list[_Record], output_grads: Iterable[th.Tensor | None], scale: int
-    ) -> dict[_Layer, tuple[th.Tensor, th.Tensor]]:
-        """A and G of this batch for each layer, pooling the layer's calls as extra samples."""
-        sums: dict[_Layer, _FactorSums] = {}
+        records: list[Record], output_grads: Iterable[th.Tensor | None], scale: int, samples: int
+    ) -> dict[KroneckerLayer, tuple[th.Tensor, th.Tensor]]:
+        """
+        A and G of this batch for each layer, pooling the layer's calls as extra samples; an LSTM layer's A is normalised
+        by the ``samples`` of the Fisher loss (:mod:`sb3_acktr.kfac.recurrent`).
+        """
+        sums: dict[KroneckerLayer, _FactorSums] = {}
         for record, grad_output in zip(records, output_grads, strict=True):
             if grad_output is None:  # this call does not influence the Fisher loss
                 continue
             layer = record.layer
-            a_sum, a_norm = input_second_moment(layer.module, record.inputs, weight_sharing=layer.weight_sharing)
+            if layer.lstm_layer is None:
+                a_sum, a_norm = input_second_moment(layer.module, record.inputs, weight_sharing=layer.weight_sharing)
+            else:
+                a_sum, a_norm = row_second_moment(record.inputs, layer.bias_column), samples
             g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale, layer.weight_sharing)
             call = _FactorSums(a_sum, a_norm, g_rows.t() @ g_rows, g_norm)
             if layer in sums:
@@ -670,11 +660,10 @@ class KFAC(th.optim.Optimizer):
     def _group_of(self, param: th.Tensor) -> dict[str, Any]:
         return self.param_groups[self._group_index[id(param)]]
 
-    def _layer_update(self, layer: _Layer, group: dict[str, Any]) -> th.Tensor | None:
+    def _layer_update(self, layer: KroneckerLayer, group: dict[str, Any]) -> th.Tensor | None:
         """The preconditioned gradient matrix ``F̂⁻¹[∇W, ∇b]`` of a layer (None if it has no gradient)."""
-        weight_grad = layer.weight.grad
-        bias_grad = layer.bias.grad if layer.bias is not None else None
-        if weight_grad is None and bias_grad is None:
+        grad = layer.gradient_matrix()
+        if grad is None:
             return None
         state = self.state[layer.weight]
         if "A" not in state and self.curvature_updates + self.skipped_curvature_updates == 0:
@@ -682,11 +671,6 @@ class KFAC(th.optim.Optimizer):
                 f"KFAC: layer '{layer.name}' has no curvature statistics yet. Call update_curvature() "
                 "(after a forward pass inside record_curvature()) before the first step()."
             )
-        if weight_grad is None:
-            weight_grad = th.zeros_like(layer.weight)
-        if layer.module.bias is not None and bias_grad is None:
-            bias_grad = th.zeros_like(layer.module.bias)
-        grad = grad_matrix(weight_grad, bias_grad)
         damping = group["damping"]
         if "A" not in state:
             # No statistics (the first curvature update was skipped, or they were reset): zero factors under damping
@@ -696,8 +680,8 @@ class KFAC(th.optim.Optimizer):
         # preconditioning runs in A's dtype, the result comes back in the weights'
         dtype = state["A"].dtype
         if self.inverse_method == "cholesky":
-            bias = layer.module.bias is not None
-            delta = precondition_cholesky(grad.to(dtype), state["A_inv"].to(dtype), state["G_inv"].to(dtype), bias=bias)
+            a_inv, g_inv = state["A_inv"].to(dtype), state["G_inv"].to(dtype)
+            delta = precondition_cholesky(grad.to(dtype), a_inv, g_inv, bias=layer.bias_column)
             return delta.to(grad.dtype)
         a_eig = (state["A_eigenvalues"].to(dtype), state["A_eigenvectors"].to(dtype))
         g_eig = (state["G_eigenvalues"].to(dtype), state["G_eigenvectors"].to(dtype))
@@ -754,7 +738,7 @@ class KFAC(th.optim.Optimizer):
             for key in keys:
                 state[key] = next(totals).clone()  # not a view of the collective's buffer, which state_dict() would save
 
-    def _compute_inverses(self, layer: _Layer) -> None:
+    def _compute_inverses(self, layer: KroneckerLayer) -> None:
         """The damped inverses (or eigen-decompositions) of a layer's factors, in A's dtype."""
         state = self.state[layer.weight]
         dtype = state["A"].dtype
@@ -772,13 +756,8 @@ class KFAC(th.optim.Optimizer):
             layer = self._layer_of_weight.get(id(param))
             if layer is not None:
                 delta = self._layer_update(layer, group)
-                if delta is None:
-                    continue
-                n_weight = layer.weight[0].numel()
-                if layer.weight.grad is not None:
-                    updates.append((layer.weight, layer.weight.grad, delta[:, :n_weight].reshape(layer.weight.shape)))
-                if layer.bias is not None and layer.bias.grad is not None:
-                    updates.append((layer.bias, layer.bias.grad, delta[:, n_weight]))
+                if delta is not None:
+                    updates += layer.split_update(delta)
             elif id(param) in self._fallback_ids and param.grad is not None:
                 fisher_diag = self.state[param].get("fisher_diag")
                 denominator = group["damping"] if fisher_diag is None else fisher_diag + group["damping"]
@@ -932,8 +911,7 @@ class KFAC(th.optim.Optimizer):
         shapes: dict[str, tuple[int, ...]] = {"momentum_buffer": tuple(param.shape), "fisher_diag": tuple(param.shape)}
         layer = self._layer_of_weight.get(id(param))
         if layer is not None:
-            a_dim = layer.weight[0].numel() + int(layer.module.bias is not None)
-            g_dim = layer.weight.shape[0]
+            a_dim, g_dim = layer.a_dim, layer.g_dim
             shapes.update(A=(a_dim, a_dim), A_inv=(a_dim, a_dim), A_eigenvectors=(a_dim, a_dim), A_eigenvalues=(a_dim,))
             shapes.update(G=(g_dim, g_dim), G_inv=(g_dim, g_dim), G_eigenvectors=(g_dim, g_dim), G_eigenvalues=(g_dim,))
         return shapes

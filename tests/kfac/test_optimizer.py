@@ -454,7 +454,7 @@ def test_copies_keep_the_model_layers_and_counters(how):
 def test_params_as_a_single_tensor():
     """torch accepts {"params": tensor}; so does KFAC, with the layer's weight and bias in one group each."""
     layer = nn.Linear(3, 2)
-    with pytest.raises(ValueError, match="The weight and bias of layer '' must be in the same parameter group"):
+    with pytest.raises(ValueError, match=r"The parameters of layer '' \(weights and biases\) must be in the same parameter group"):
         KFAC(layer, param_groups=[{"params": layer.weight}, {"params": layer.bias}])
     model = nn.Sequential(nn.Linear(3, 2, bias=False))
     optimizer = KFAC(model, param_groups=[{"params": model[0].weight, "lr": 0.1}])
@@ -556,7 +556,7 @@ def test_weight_tied_to_an_uncovered_layer_is_refused():
 @pytest.mark.parametrize(
     "module, name",
     [
-        (nn.LSTM(4, 4, batch_first=True), "LSTM"),
+        (nn.GRU(4, 4, batch_first=True), "GRU"),
         (nn.Embedding(4, 4), "Embedding"),
         (nn.LayerNorm(4), "LayerNorm"),
         (nn.Conv1d(4, 4, 1), "Conv1d"),

@@ -1,0 +1,191 @@
+"""The layers K-FAC gives Kronecker factors: which they are in a model, their parameters and their recorded forward passes."""
+
+import warnings
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch as th
+from torch import nn
+
+from sb3_acktr.kfac.factors import SUPPORTED_MODULES
+from sb3_acktr.kfac.recurrent import lstm_layer_parameters, lstm_unsupported
+
+
+@dataclass(eq=False)
+class KroneckerLayer:
+    """
+    One Fisher block ``A ⊗ G`` over the parameter matrix ``[W₁, …, W_k, b]``: the weights' columns side by side (a
+    ``Conv2d`` weight viewed as ``(out, C·kh·kw)``), then the bias coordinate. ``nn.Linear`` and ``nn.Conv2d``:
+    ``[W, b]``; layer k of an ``nn.LSTM``: ``[W_ih, W_hh, b]`` with ``b = b_ih + b_hh`` (:mod:`sb3_acktr.kfac.recurrent`).
+    The optimizer keeps the block's statistics in the state of its first weight.
+    """
+
+    name: str
+    module: nn.Module
+    weights: list[nn.Parameter]
+    #: The trainable biases summed into the bias coordinate (two for an LSTM layer)
+    biases: list[nn.Parameter]
+    #: Whether the matrix has the bias coordinate (a frozen bias keeps it, with a zero gradient)
+    bias_column: bool
+    #: The layer's index in its ``nn.LSTM`` (None for ``nn.Linear`` and ``nn.Conv2d``)
+    lstm_layer: int | None = None
+    #: Form of the factors of a weight-sharing layer: "expand" or "reduce" (see sb3_acktr.kfac.factors)
+    weight_sharing: str = "expand"
+    records: list["Record"] = field(default_factory=list)
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The first weight, under which the optimizer's state keeps the block's statistics."""
+        return self.weights[0]
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """Every trainable parameter of the block."""
+        return [*self.weights, *self.biases]
+
+    @property
+    def a_dim(self) -> int:
+        """The size of A: the matrix's columns."""
+        return sum(weight[0].numel() for weight in self.weights) + int(self.bias_column)
+
+    @property
+    def g_dim(self) -> int:
+        """The size of G: the matrix's rows."""
+        return self.weight.shape[0]
+
+    def gradient_matrix(self) -> th.Tensor | None:
+        """
+        The gradient as the ``(g_dim, a_dim)`` matrix ``[∇W₁, …, ∇b]`` (a parameter without gradient counts zero; the
+        bias coordinate's gradient is the biases' mean, each bias's own when they enter only through their sum).
+
+        :return: The matrix, or None if no parameter of the block has a gradient
+        """
+        if all(param.grad is None for param in self.params):
+            return None
+        columns = [(th.zeros_like(w) if w.grad is None else w.grad).reshape(self.g_dim, -1) for w in self.weights]
+        if self.bias_column:
+            grads = [bias.grad for bias in self.biases if bias.grad is not None]
+            bias_grad = sum(grads[1:], grads[0]) / len(grads) if grads else self.weight.new_zeros(self.g_dim)
+            columns.append(bias_grad.reshape(-1, 1))
+        return th.cat(columns, dim=1)
+
+    def split_update(self, delta: th.Tensor) -> list[tuple[nn.Parameter, th.Tensor, th.Tensor]]:
+        """
+        The preconditioned matrix back in the parameters' shapes; the bias coordinate's step is split equally between
+        the biases summed into it, so that their sum moves by it.
+
+        :param delta: The ``(g_dim, a_dim)`` preconditioned gradient
+        :return: ``(param, gradient, step direction)`` for every parameter with a gradient
+        """
+        updates = []
+        start = 0
+        for weight in self.weights:
+            end = start + weight[0].numel()
+            if weight.grad is not None:
+                updates.append((weight, weight.grad, delta[:, start:end].reshape(weight.shape)))
+            start = end
+        for bias in self.biases:
+            if bias.grad is not None:
+                updates.append((bias, bias.grad, delta[:, start] / len(self.biases)))
+        return updates
+
+
+class Record(NamedTuple):
+    """One forward pass of a layer recorded for the curvature."""
+
+    layer: KroneckerLayer
+    #: The layer's input (detached; an LSTM layer's ``[x_t, h_{t-1}]``, ``(T, B, ·)``) and output (its pre-activation;
+    #: an LSTM layer's zero probe added to ``z_t``)
+    inputs: th.Tensor
+    output: th.Tensor
+    #: Their version counters when recorded: an in-place change after the forward pass shows there
+    input_version: int
+    output_version: int
+
+
+def find_layers(model: nn.Module, lstm_curvature: str) -> list[KroneckerLayer]:
+    """
+    The trainable ``nn.Linear``/``nn.Conv2d`` (``groups=1``) layers of ``model``, and with ``lstm_curvature="kronecker"``
+    every layer of its unidirectional ``nn.LSTM`` without projections; a warning names the modules left to the diagonal
+    Fisher.
+
+    :param model: The model
+    :param lstm_curvature: ``"kronecker"`` or ``"diagonal"`` (the LSTMs on the diagonal Fisher, without a warning)
+    :return: The layers, in ``named_modules()`` order
+    :raises ValueError: If a covered weight is shared (tied), or nothing gets Kronecker factors
+    """
+    layers: list[KroneckerLayer] = []
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.LSTM) and lstm_curvature == "kronecker":
+            layers += lstm_layers(name, module)
+            continue
+        if not isinstance(module, SUPPORTED_MODULES) or not module.weight.requires_grad:
+            continue
+        if isinstance(module, nn.Conv2d) and module.groups != 1:
+            warnings.warn(
+                f"KFAC: Conv2d layer '{name}' has groups={module.groups}; Kronecker factors need groups=1, "
+                "so its parameters use the diagonal fallback.",
+                UserWarning,
+            )
+            continue
+        if id(module.weight) in seen:
+            raise ValueError(
+                f"KFAC: the weight of layer '{name}' is shared with another layer (tied weights), "
+                "which K-FAC does not support. Untie the weights or optimize them with another optimizer."
+            )
+        seen.add(id(module.weight))
+        biases = [module.bias] if module.bias is not None and module.bias.requires_grad else []
+        layers.append(KroneckerLayer(name, module, [module.weight], biases, bias_column=module.bias is not None))
+    if not layers:
+        raise ValueError(
+            f"KFAC found no trainable nn.Linear, nn.Conv2d (groups=1) or nn.LSTM layer in {type(model).__name__}: "
+            "there is nothing to precondition. Use a first-order optimizer for this model."
+        )
+    covered = {id(param): layer.name for layer in layers for param in layer.params}
+    on_diagonal = []
+    for name, module in model.named_modules():
+        if any(module is layer.module for layer in layers):
+            continue
+        own = [param for param in module.parameters(recurse=False) if param.requires_grad]
+        tied = [covered[id(param)] for param in own if id(param) in covered]
+        if tied:
+            raise ValueError(
+                f"KFAC: layer '{tied[0]}' shares a parameter with '{name}' ({type(module).__name__}), e.g. an "
+                "embedding tied to an output layer: its Kronecker factors would ignore that use. Untie the weights "
+                "or optimize them with another optimizer."
+            )
+        # Grouped convolutions and LSTMs without factors were named above, or are on the diagonal as asked
+        named = isinstance(module, nn.LSTM) or (isinstance(module, nn.Conv2d) and module.groups != 1)
+        if own and module is not model and not named:
+            on_diagonal.append(f"'{name}' ({type(module).__name__})")
+    if on_diagonal:
+        warnings.warn(
+            f"KFAC: no Kronecker factors for {', '.join(on_diagonal)} (only nn.Linear, nn.Conv2d with groups=1 and "
+            "unidirectional nn.LSTM without projections get them): their parameters use the diagonal Fisher fallback.",
+            UserWarning,
+        )
+    return layers
+
+
+def lstm_layers(name: str, module: nn.LSTM) -> list[KroneckerLayer]:
+    """
+    One block per layer of an LSTM, named ``"<name>.l<k>"``; none (with a warning saying why) if it cannot have them.
+
+    :param name: The LSTM's name in the model
+    :param module: The LSTM
+    :return: Its layers
+    """
+    reason = lstm_unsupported(module)
+    if reason is not None:
+        warnings.warn(
+            f"KFAC: no Kronecker factors for nn.LSTM '{name}' because {reason}: its parameters use the diagonal Fisher "
+            "fallback (lstm_curvature='diagonal' does so without this warning).",
+            UserWarning,
+        )
+        return []
+    layers = []
+    for index in range(module.num_layers):
+        weights, biases = lstm_layer_parameters(module, index)
+        layers.append(KroneckerLayer(f"{name}.l{index}", module, weights, biases, bool(module.bias), lstm_layer=index))
+    return layers
