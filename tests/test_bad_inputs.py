@@ -230,7 +230,7 @@ CASES = [
         "kfac-no-layer",
         kfac(model=lambda: nn.Sequential(nn.LayerNorm(3))),
         ValueError,
-        r"KFAC found no trainable nn\.Linear or nn\.Conv2d",
+        r"KFAC found no trainable nn\.Linear, nn\.Conv2d \(groups=1\) or nn\.LSTM layer",
     ),
     ("kfac-frozen", kfac(model=frozen), ValueError, r"KFAC found no trainable nn\.Linear"),
     ("kfac-tied", kfac(model=Tied), ValueError, r"the weight of layer 'second' is shared with another layer \(tied weights\)"),
@@ -268,7 +268,7 @@ CASES = [
         "kfac-group-split-layer",
         kfac_groups(lambda m: [{"params": [m[0].weight, *m[2].parameters()]}, {"params": [m[0].bias]}]),
         ValueError,
-        r"The weight and bias of layer '0' must be in the same parameter group",
+        r"The parameters of layer '0' \(weights and biases\) must be in the same parameter group",
     ),
     # Per-group options, in a group's own entry: the message names the group
     (

@@ -13,6 +13,7 @@ from torch import nn
 
 from sb3_acktr.acktr.acktr import ACKTR, EXACT_KL_SAMPLES, observation_rows
 
+
 class RecurrentACKTR(ACKTR):
     """
     ACKTR with LSTM policies: sb3-contrib's recurrent policies and rollout buffers (as ``RecurrentPPO`` uses them),

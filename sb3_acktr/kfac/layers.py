@@ -22,9 +22,9 @@ class KroneckerLayer:
 
     name: str
     module: nn.Module
-    weights: list[nn.Parameter]
+    weights: list[th.Tensor]
     #: The trainable biases summed into the bias coordinate (two for an LSTM layer)
-    biases: list[nn.Parameter]
+    biases: list[th.Tensor]
     #: Whether the matrix has the bias coordinate (a frozen bias keeps it, with a zero gradient)
     bias_column: bool
     #: The layer's index in its ``nn.LSTM`` (None for ``nn.Linear`` and ``nn.Conv2d``)
@@ -34,12 +34,12 @@ class KroneckerLayer:
     records: list["Record"] = field(default_factory=list)
 
     @property
-    def weight(self) -> nn.Parameter:
+    def weight(self) -> th.Tensor:
         """The first weight, under which the optimizer's state keeps the block's statistics."""
         return self.weights[0]
 
     @property
-    def params(self) -> list[nn.Parameter]:
+    def params(self) -> list[th.Tensor]:
         """Every trainable parameter of the block."""
         return [*self.weights, *self.biases]
 
@@ -69,7 +69,7 @@ class KroneckerLayer:
             columns.append(bias_grad.reshape(-1, 1))
         return th.cat(columns, dim=1)
 
-    def split_update(self, delta: th.Tensor) -> list[tuple[nn.Parameter, th.Tensor, th.Tensor]]:
+    def split_update(self, delta: th.Tensor) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
         """
         The preconditioned matrix back in the parameters' shapes; the bias coordinate's step is split equally between
         the biases summed into it, so that their sum moves by it.

@@ -399,7 +399,7 @@ class KFAC(th.optim.Optimizer):
         handles = [
             layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers if layer.lstm_layer is None
         ]
-        lstms = {id(layer.module): layer.module for layer in self.layers if layer.lstm_layer is not None}
+        lstms = {id(layer.module): layer.module for layer in self.layers if isinstance(layer.module, nn.LSTM)}
         handles += [lstm.register_forward_hook(self._make_lstm_recorder(lstm), with_kwargs=True) for lstm in lstms.values()]
         try:
             yield
@@ -592,7 +592,9 @@ class KFAC(th.optim.Optimizer):
         sequence-major (:func:`~sb3_acktr.kfac.recurrent.sequence_rows`), after the other layers' records; a call
         without gradient counts zero, a layer with none has a gradient of None.
         """
-        merged = [(record, grad) for record, grad in zip(records, output_grads, strict=True) if record.layer.lstm_layer is None]
+        merged = [
+            (record, grad) for record, grad in zip(records, output_grads, strict=True) if record.layer.lstm_layer is None
+        ]
         calls: dict[KroneckerLayer, list[tuple[Record, th.Tensor | None]]] = {}
         for record, grad in zip(records, output_grads, strict=True):
             if record.layer.lstm_layer is not None:

@@ -47,7 +47,7 @@ def lstm_unsupported(module: nn.LSTM) -> str | None:
     return None
 
 
-def lstm_layer_parameters(module: nn.LSTM, layer: int) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def lstm_layer_parameters(module: nn.LSTM, layer: int) -> tuple[list[th.Tensor], list[th.Tensor]]:
     """
     The weights (``[W_ih, W_hh]``, whose columns are side by side in the layer's matrix) and biases of one layer.
 

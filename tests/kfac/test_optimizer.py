@@ -454,7 +454,9 @@ def test_copies_keep_the_model_layers_and_counters(how):
 def test_params_as_a_single_tensor():
     """torch accepts {"params": tensor}; so does KFAC, with the layer's weight and bias in one group each."""
     layer = nn.Linear(3, 2)
-    with pytest.raises(ValueError, match=r"The parameters of layer '' \(weights and biases\) must be in the same parameter group"):
+    with pytest.raises(
+        ValueError, match=r"The parameters of layer '' \(weights and biases\) must be in the same parameter group"
+    ):
         KFAC(layer, param_groups=[{"params": layer.weight}, {"params": layer.bias}])
     model = nn.Sequential(nn.Linear(3, 2, bias=False))
     optimizer = KFAC(model, param_groups=[{"params": model[0].weight, "lr": 0.1}])
