@@ -24,7 +24,7 @@ th.set_num_threads(1)
 import rl_zoo3  # noqa: E402
 from machine import machine_info  # noqa: E402
 from rl_zoo3.exp_manager import ExperimentManager  # noqa: E402
-from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
 
 from sb3_acktr.zoo import ZOO_CONFIGS, register  # noqa: E402
 
@@ -36,18 +36,18 @@ CONFIGS = [
 ]
 
 
-def build(algo: str, env_id: str, overrides: dict[str, Any], folder: str) -> BaseAlgorithm:
+def build(algo: str, env_id: str, overrides: dict[str, Any], folder: str) -> OnPolicyAlgorithm:
     """The model rl-zoo's ``train`` builds from the algorithm's yaml entry, with ``overrides``."""
     config = ZOO_CONFIGS.get(algo, Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
     manager = ExperimentManager(
         argparse.Namespace(), algo, env_id, folder, hyperparams=overrides, config=str(config), seed=0, verbose=0
     )
-    model, _ = manager.setup_experiment()
-    assert model is not None
-    return model
+    experiment = manager.setup_experiment()
+    assert experiment is not None and isinstance(experiment[0], OnPolicyAlgorithm)
+    return experiment[0]
 
 
-def timed_learn(model: BaseAlgorithm, steps: int) -> dict[str, float]:
+def timed_learn(model: OnPolicyAlgorithm, steps: int) -> dict[str, float]:
     """Train ``steps`` more steps; the wall time, steps/s and the mean time of one ``train()``."""
     train = model.train
     durations: list[float] = []
