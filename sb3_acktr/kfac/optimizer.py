@@ -400,12 +400,16 @@ class KFAC(th.optim.Optimizer):
             layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers if layer.lstm_layer is None
         ]
         lstms = {id(layer.module): layer.module for layer in self.layers if isinstance(layer.module, nn.LSTM)}
-        handles += [lstm.register_forward_hook(self._make_lstm_recorder(lstm), with_kwargs=True) for lstm in lstms.values()]
+        for lstm in lstms.values():
+            # An instance attribute shadows nn.LSTM.forward until the context ends: the fused kernel does not run twice
+            lstm.forward = self._make_lstm_recorder(lstm)  # type: ignore[method-assign]
         try:
             yield
         finally:
             for handle in handles:
                 handle.remove()
+            for lstm in lstms.values():
+                del lstm.forward
 
     @staticmethod
     def _make_recorder(layer: KroneckerLayer) -> Callable[[nn.Module, tuple[Any, ...], th.Tensor], None]:
@@ -416,20 +420,21 @@ class KFAC(th.optim.Optimizer):
         return record
 
     def _make_lstm_recorder(self, lstm: nn.LSTM) -> Callable[..., Any]:
-        """A hook replacing an LSTM's output by the step-by-step one that exposes each layer's inputs and gates."""
+        """
+        The LSTM's forward inside :meth:`record_curvature`: the cell run step by step, exposing each layer's inputs and
+        gates (:func:`~sb3_acktr.kfac.recurrent.lstm_forward`); the fused kernel when gradients are off.
+        """
         layers = sorted((layer for layer in self.layers if layer.module is lstm), key=lambda layer: layer.lstm_layer or 0)
 
-        def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+        def forward(input: th.Tensor, hx: tuple[th.Tensor, th.Tensor] | None = None) -> Any:
             if not th.is_grad_enabled():
-                return None
-            inputs = args[0] if args else kwargs["input"]
-            hx = args[1] if len(args) > 1 else kwargs.get("hx")
-            output, states, recorded = lstm_forward(lstm, inputs, hx)
+                return nn.LSTM.forward(lstm, input, hx)
+            output, states, recorded = lstm_forward(lstm, input, hx)
             for layer, (rows, probe) in zip(layers, recorded, strict=True):
                 layer.records.append(Record(layer, rows, probe, rows._version, probe._version))
             return output, states
 
-        return record
+        return forward
 
     def update_curvature(
         self, fisher_loss: th.Tensor, retain_graph: bool = True, sample_mask: th.Tensor | None = None
