@@ -3,6 +3,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -137,3 +138,29 @@ def test_tensorboard_acktr_keys(tmp_path, env_id):
     # One value of each train key per update already dumped: the first two updates, dumped after rollouts 2 and 3
     for key in TENSORBOARD_KEYS:
         assert [event.step for event in accumulator.scalars.Items(key)] == [2 * n_steps, 3 * n_steps], key
+
+
+def actor_kl_ratios(model: ACKTR, updates: int) -> list[float]:
+    """exact KL / the actor's quadratic-model KL of each of the first ``updates`` updates."""
+    logger = RecordingLogger()
+    model.set_logger(logger)
+    model.learn(updates * model.n_steps * model.n_envs)
+    exact = [value for key, value in logger.history if key == "train/exact_kl"]
+    quadratic = [value for key, value in logger.history if key == "train/quadratic_kl_actor"]
+    assert len(exact) == len(quadratic) == updates
+    return [e / q for e, q in zip(exact, quadratic, strict=True)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_trust_region_predicts_the_early_kl_at_the_defaults(seed):
+    """Issue #13's target: at ACKTR's defaults (momentum 0, so that the applied step is the one the quadratic model
+    describes) the median exact / quadratic-model KL of the first 100 updates is within [0.5, 2]; without the
+    factors' warm-up the policy moves farther than the model says."""
+    ratios = {
+        warm_up: actor_kl_ratios(
+            ACKTR("MlpPolicy", "CartPole-v1", kfac_momentum=0.0, kfac_stats_warm_up=warm_up, seed=seed), 100
+        )
+        for warm_up in (True, False)
+    }
+    assert 0.5 <= float(np.median(ratios[True])) <= 2.0
+    assert float(np.median(ratios[False])) > float(np.median(ratios[True]))

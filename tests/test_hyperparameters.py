@@ -36,7 +36,7 @@ def test_acktr_maps_every_kfac_argument():
 def test_acktr_builds_kfac_from_its_arguments():
     arguments = dict(
         kfac_clip=0.003, kfac_update=3, kfac_stats_update=2, kfac_stats_samples=7, kfac_damping=0.05,
-        kfac_stats_decay=0.5, kfac_stats_warm_up=True, kfac_momentum=0.3, kfac_inverse_method="eigen",
+        kfac_stats_decay=0.5, kfac_stats_warm_up=False, kfac_momentum=0.3, kfac_inverse_method="eigen",
         kfac_distributed_inverses="one_rank",
     )  # fmt: skip
     model = ACKTR("MlpPolicy", "CartPole-v1", trust_region="per_network", **arguments)

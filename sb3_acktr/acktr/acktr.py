@@ -124,7 +124,8 @@ class ACKTR(OnPolicyAlgorithm):
     :param kfac_stats_decay: Running-average weight of the old K-FAC statistics, in [0, 1)
     :param kfac_stats_warm_up: Plainly average the first ``1/(1 − kfac_stats_decay)`` batches of Kronecker factors
         (see :class:`~sb3_acktr.KFAC`'s ``stats_warm_up``): the trust region's quadratic model then predicts the early
-        steps' KL closely, and those steps are smaller. Off by default: the zoo's entries were tuned without it
+        steps' KL closely (exact / quadratic-model KL in [0.5, 2] over the first 100 updates, docs/benchmark.md), and
+        those steps are smaller. The zoo's entries, tuned without it, set it to False
     :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
     :param kfac_distributed_inverses: Under ``torchrun``, ``"all_ranks"`` computes every K-FAC inverse on every rank
         (no communication) or ``"one_rank"`` each layer's on one rank, shared in one collective (``KFAC``'s

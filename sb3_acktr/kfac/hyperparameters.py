@@ -81,7 +81,7 @@ HYPERPARAMETERS = {
     "kfac_clip": Hyperparameter(0.001, low=0.0, low_open=True),
     "damping": Hyperparameter(0.01, low=0.0, low_open=True),
     "stats_decay": Hyperparameter(0.99, low=0.0, high=1.0),
-    "stats_warm_up": Hyperparameter(False),
+    "stats_warm_up": Hyperparameter(True),
     "inverse_interval": Hyperparameter(10, integer=True, advice="Try 10 (SB2's kfac_update)."),
     "stats_interval": Hyperparameter(1, integer=True, advice="Try 1."),
     "stats_samples": Hyperparameter(
