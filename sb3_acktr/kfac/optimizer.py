@@ -127,10 +127,10 @@ class KFAC(th.optim.Optimizer):
         (the first batch initialises the factors). The diagonal fallback, a single noisy draw per update, always
         warms up: ``ε_k = min(ε, 1 − 1/k)`` at its k-th update, so its first ``1/(1−ε)`` estimates are plainly
         averaged
-    :param stats_warm_up: Warm the Kronecker factors up the same way (SB2's ``cold_iter`` averaged its first batches
-        plainly too; on by default). Without it the first batch keeps weight ε^k, and where the Fisher grows from a tiny start (SB3's
-        0.01-gain action head) the factors lag it: the trust region's quadratic model then under-predicts the
-        early steps' KL, which also makes those steps larger (docs/benchmark.md, "Warming the factors up")
+    :param stats_warm_up: Warm the Kronecker factors up the same way (on by default; SB2's ``cold_iter`` averaged its
+        first batches plainly too). Without it the first batch keeps weight ε^k, and where the Fisher grows from a tiny
+        start (SB3's 0.01-gain action head) the factors lag it: the trust region's quadratic model then under-predicts
+        the early steps' KL, which also makes those steps larger (docs/benchmark.md, "Warming the factors up")
     :param inverse_interval: Recompute the damped inverses every this many steps (SB2's ``kfac_update``)
     :param stats_interval: :attr:`curvature_update_due` is True every this many steps, telling callers such as
         ACKTR when to record curvature
