@@ -2,10 +2,11 @@
 The ACKTR paper's appendix-E check: does the exact KL of each update stay near the trust region δ that the
 quadratic model promises?
 
-ACKTR (built by rl-zoo's ``ExperimentManager`` from ``hyperparams/acktr.yml``, as ``rl_zoo3.train`` builds it) trains
-on one env; after every update this script reads what ACKTR logged: the quadratic-model KL of the fresh step
-``½·(η·ν)²·Δᵀ∇`` (``train/quadratic_kl``, and the actor's part ``train/quadratic_kl_actor``), and the exact KL
-between the policy before and after the update on the batch (``train/exact_kl``). The bound is δ = ``kfac_clip / 2``.
+ACKTR (built by rl-zoo's ``ExperimentManager`` from ``hyperparams/acktr.yml``, as ``rl_zoo3.train`` builds it; or
+RecurrentACKTR from ``hyperparams/acktr_lstm.yml`` with ``--algo acktr_lstm``) trains on one env; after every
+update this script reads what ACKTR logged: the quadratic-model KL of the fresh step ``½·(η·ν)²·Δᵀ∇``
+(``train/quadratic_kl``, and the actor's part ``train/quadratic_kl_actor``), and the exact KL between the policy
+before and after the update on the batch (``train/exact_kl``). The bound is δ = ``kfac_clip / 2``.
 
 K-FAC's momentum (baselines' convention, ``θ ← θ − η·(1−m)·buf``, ``buf ← m·buf + ν·Δ``) applies a blend of past
 steps, not the fresh one: each run is therefore repeated with ``kfac_momentum=0``, where the applied step is the
@@ -14,9 +15,11 @@ fresh step and the two KLs are comparable one to one.
     python benchmarks/kl_check.py --env CartPole-v1 --steps 50000
     python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 100000
     python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 16000 --hyperparams kfac_stats_decay:0.95
+    python benchmarks/kl_check.py --env CartPoleNoVel-v1 --algo acktr_lstm --steps 16000 --momenta 0
     python benchmarks/kl_check.py --quick --out-dir /tmp/kl    # 2k CartPole steps, seconds
 
-Writes ``{out-dir}/{env}.json`` and the plot ``docs/_static/kl_check_{env}.png`` (``--plot-dir`` to change).
+Writes ``{out-dir}/{env}.json`` and the plot ``docs/_static/kl_check_{env}.png`` (``--plot-dir`` to change); with
+``--algo acktr_lstm``, ``{env}__acktr_lstm.json`` and ``kl_check_{env}__acktr_lstm.png``.
 """
 
 import argparse
@@ -44,7 +47,7 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 
 from sb3_acktr import ACKTR  # noqa: E402
-from sb3_acktr.zoo import HYPERPARAMS, register  # noqa: E402
+from sb3_acktr.zoo import ZOO_CONFIGS, register  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "kl_check"
 #: What is read from ACKTR's logger after each update
@@ -76,7 +79,9 @@ class KLRecorder(BaseCallback):
         return True
 
 
-def run(env_id: str, steps: int, seed: int, momentum: float, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(
+    env_id: str, steps: int, seed: int, momentum: float, overrides: dict[str, Any] | None = None, algo: str = "acktr"
+) -> dict[str, Any]:
     """
     Train ACKTR with the zoo's hyperparameters (``kfac_momentum`` overridden) and record the KLs of every update.
 
@@ -85,14 +90,15 @@ def run(env_id: str, steps: int, seed: int, momentum: float, overrides: dict[str
     :param seed: Seed
     :param momentum: ``kfac_momentum``
     :param overrides: Other hyperparameters overriding the zoo's (rl-zoo's ``--hyperparams``)
+    :param algo: ``"acktr"`` or ``"acktr_lstm"`` (RecurrentACKTR)
     :return: The hyperparameters used and the per-update KLs
     """
     register()
     set_random_seed(seed)
     with tempfile.TemporaryDirectory() as log_folder:
         manager = ExperimentManager(
-            argparse.Namespace(env=env_id, algo="acktr", seed=seed),
-            "acktr",
+            argparse.Namespace(env=env_id, algo=algo, seed=seed),
+            algo,
             env_id,
             log_folder,
             n_timesteps=steps,
@@ -102,7 +108,7 @@ def run(env_id: str, steps: int, seed: int, momentum: float, overrides: dict[str
             seed=seed,
             verbose=0,
             device="cpu",
-            config=str(HYPERPARAMS),
+            config=str(ZOO_CONFIGS[algo]),
         )
         setup = manager.setup_experiment()
         assert setup is not None
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
     parser.add_argument("--steps", type=int, default=50_000, help="Environment steps per run (default: 50k)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--algo", choices=sorted(ZOO_CONFIGS), default="acktr", help="acktr or acktr_lstm (RecurrentACKTR)")
     parser.add_argument("--momenta", type=float, nargs="+", default=[0.9, 0.0], help="kfac_momentum values (default 0.9 0)")
     parser.add_argument(
         "--hyperparams", nargs="+", action=StoreDict, default={}, help="Overrides of the zoo's entry, as rl-zoo's (KEY:VALUE)"
@@ -184,15 +191,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.plot_dir == DOCS_STATIC:
             args.plot_dir = args.out_dir
 
-    results = [run(args.env, args.steps, args.seed, momentum, args.hyperparams) for momentum in args.momenta]
+    results = [run(args.env, args.steps, args.seed, momentum, args.hyperparams, args.algo) for momentum in args.momenta]
     summaries = [summarise(result) for result in results]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    out = args.out_dir / f"{args.env}.json"
+    name = args.env if args.algo == "acktr" else f"{args.env}__{args.algo}"
+    out = args.out_dir / f"{name}.json"
     command = " ".join(["python", "benchmarks/kl_check.py", *(sys.argv[1:] if argv is None else argv)])
     out.write_text(
         json.dumps(
             {
                 "env_id": args.env,
+                "algo": args.algo,
                 "steps": args.steps,
                 "seed": args.seed,
                 "command": command,
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         + "\n"
     )
-    png = args.plot_dir / f"kl_check_{args.env}.png"
+    png = args.plot_dir / f"kl_check_{name}.png"
     plot(args.env, results, png)
     for result, summary in zip(results, summaries, strict=True):
         figures = ", ".join(f"{key} {value:.3g}" for key, value in summary.items())

@@ -7,6 +7,7 @@ from typing import Any
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -78,6 +79,21 @@ class RecordingLogger(Logger):
     def dump(self, step: int = 0) -> None:
         self.dumps.append(dict(self.name_to_value))
         super().dump(step)
+
+
+def actor_kl_ratios(model: OnPolicyAlgorithm, updates: int) -> list[float]:
+    """
+    :param model: An ACKTR (or RecurrentACKTR), trained here for ``updates`` updates
+    :param updates: How many
+    :return: exact KL / the actor's quadratic-model KL of each update, as the model logged them
+    """
+    logger = RecordingLogger()
+    model.set_logger(logger)
+    model.learn(updates * model.n_steps * model.n_envs)
+    exact = [value for key, value in logger.history if key == "train/exact_kl"]
+    quadratic = [value for key, value in logger.history if key == "train/quadratic_kl_actor"]
+    assert len(exact) == len(quadratic) == updates
+    return [e / q for e, q in zip(exact, quadratic, strict=True)]
 
 
 def sampled_fisher_loss(logits: th.Tensor) -> th.Tensor:

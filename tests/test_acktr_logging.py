@@ -11,7 +11,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_acktr import ACKTR
 from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES
-from tests.helpers import ACKTR_TRAIN_KEYS, RecordingLogger
+from tests.helpers import ACKTR_TRAIN_KEYS, RecordingLogger, actor_kl_ratios
 
 # The keys ACKTR.train() logs with the default joint trust region; train/n_updates is excluded from TensorBoard
 TENSORBOARD_KEYS = [key for key in ACKTR_TRAIN_KEYS if key != "train/n_updates"] + ["train/trust_region_scale"]
@@ -138,17 +138,6 @@ def test_tensorboard_acktr_keys(tmp_path, env_id):
     # One value of each train key per update already dumped: the first two updates, dumped after rollouts 2 and 3
     for key in TENSORBOARD_KEYS:
         assert [event.step for event in accumulator.scalars.Items(key)] == [2 * n_steps, 3 * n_steps], key
-
-
-def actor_kl_ratios(model: ACKTR, updates: int) -> list[float]:
-    """exact KL / the actor's quadratic-model KL of each of the first ``updates`` updates."""
-    logger = RecordingLogger()
-    model.set_logger(logger)
-    model.learn(updates * model.n_steps * model.n_envs)
-    exact = [value for key, value in logger.history if key == "train/exact_kl"]
-    quadratic = [value for key, value in logger.history if key == "train/quadratic_kl_actor"]
-    assert len(exact) == len(quadratic) == updates
-    return [e / q for e, q in zip(exact, quadratic, strict=True)]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
