@@ -158,7 +158,7 @@ CASES = [
         "acktr-weight-sharing-mlp",
         acktr(kfac_weight_sharing="reduce"),
         ValueError,
-        r"weight_sharing='reduce' applies to nn\.Conv2d layers",
+        r"weight_sharing='reduce' applies to nn\.Conv2d and nn\.LSTM layers",
     ),
     (
         "acktr-weight-sharing-name",
@@ -224,7 +224,7 @@ CASES = [
         "kfac-weight-sharing-no-conv",
         kfac(weight_sharing="reduce"),
         ValueError,
-        r"weight_sharing='reduce' applies to nn\.Conv2d layers",
+        r"weight_sharing='reduce' applies to nn\.Conv2d and nn\.LSTM layers",
     ),
     (
         "kfac-no-layer",

@@ -99,7 +99,7 @@ def test_acktr_and_a2c_learn_on_minatar(weight_sharing):
 
 def test_reduce_needs_a_convolution():
     with pytest.raises(
-        ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d layers, but ActorCriticPolicy has none"
+        ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d and nn\.LSTM layers, but ActorCriticPolicy has none"
     ):
         ACKTR("MlpPolicy", "CartPole-v1", kfac_weight_sharing="reduce")
 

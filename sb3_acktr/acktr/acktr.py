@@ -113,10 +113,11 @@ class ACKTR(OnPolicyAlgorithm):
         samples of the batch, drawn at random (the Fisher backward pass still uses the whole batch). Makes the
         statistics' cost independent of the batch size: the CNN's convolution factors dominate an Atari update at
         batch 640 otherwise (see docs/benchmark.md). ``None``: the whole batch
-    :param kfac_weight_sharing: Form of the Kronecker factors of the convolutions (``KFAC``'s ``weight_sharing``):
-        ``"expand"`` (KFC, Grosse & Martens 2016: output positions as extra samples, cost ∝ positions) or
-        ``"reduce"`` (Eschenhagen et al. 2023: positions aggregated per sample, cost independent of them), or a dict
-        from layer names of the policy (e.g. ``"features_extractor.cnn.0"``) to forms
+    :param kfac_weight_sharing: Form of the Kronecker factors of the convolutions and of a recurrent policy's LSTM layers
+        (``KFAC``'s ``weight_sharing``): ``"expand"`` (KFC, Grosse & Martens 2016: output positions, or time steps, as
+        extra samples, cost ∝ positions) or ``"reduce"`` (Eschenhagen et al. 2023: aggregated per sample, or per
+        sequence), or a dict from layer names of the policy (e.g. ``"features_extractor.cnn.0"``,
+        ``"lstm_actor.l0"``) to forms
     :param kfac_lstm_curvature: Curvature of the ``nn.LSTM`` weights of a recurrent policy (``KFAC``'s
         ``lstm_curvature``): ``"kronecker"`` (Kronecker factors under independence across time steps, Martens, Ba &
         Johnson 2018) or ``"diagonal"`` (the diagonal Fisher)

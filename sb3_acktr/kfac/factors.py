@@ -43,8 +43,9 @@ from torch import nn
 SUPPORTED_MODULES = (nn.Linear, nn.Conv2d)
 #: The forms of the factors of a weight-sharing layer (``nn.Conv2d``), see the module docstring
 WEIGHT_SHARING_FORMS = ("expand", "reduce")
-#: Layer types to which the weight-sharing form applies
-WEIGHT_SHARING_MODULES = (nn.Conv2d,)
+#: Layer types to which the weight-sharing form applies: a convolution shares its weight across output positions, an
+#: LSTM layer across the steps of a sequence (``sb3_acktr.kfac.recurrent``)
+WEIGHT_SHARING_MODULES = (nn.Conv2d, nn.LSTM)
 
 
 def append_bias_ones(x: th.Tensor) -> th.Tensor:

@@ -34,7 +34,7 @@ from sb3_acktr.kfac.inverse import (
     precondition_eigen,
 )
 from sb3_acktr.kfac.layers import KroneckerLayer, Record, find_layers
-from sb3_acktr.kfac.recurrent import lstm_forward, sequence_rows
+from sb3_acktr.kfac.recurrent import lstm_forward, reduced_sequence_factors, sequence_rows
 
 #: The state entries holding a layer's damped inverses, for each inverse method
 INVERSE_KEYS = {
@@ -142,11 +142,12 @@ class KFAC(th.optim.Optimizer):
         eigenvalue products, as OpenAI baselines and SB2)
     :param trust_region: ``"joint"``: one ν for all parameters (SB2), using the first group's ``kfac_clip``;
         ``"per_group"``: each parameter group is scaled by its own ν and ``kfac_clip``
-    :param weight_sharing: Form of the Kronecker factors of the ``nn.Conv2d`` layers, which share their weight across
-        output positions (Eschenhagen et al. 2023; conventions in :mod:`sb3_acktr.kfac.factors`): ``"expand"``
-        (KFC: positions as extra samples, cost ∝ positions) or ``"reduce"`` (positions aggregated per sample, cost
-        independent of them), for every convolution; or a dict from layer names (as in ``model.named_modules()``)
-        to forms, the convolutions it does not name being ``"expand"``
+    :param weight_sharing: Form of the Kronecker factors of the layers that share their weight: ``nn.Conv2d`` across
+        output positions, each ``nn.LSTM`` layer across the steps of a sequence (Eschenhagen et al. 2023; conventions
+        in :mod:`sb3_acktr.kfac.factors` and :mod:`sb3_acktr.kfac.recurrent`): ``"expand"`` (positions or steps as
+        extra samples; KFC for convolutions) or ``"reduce"`` (aggregated per sample, or per sequence), for every such
+        layer; or a dict from layer names (as in ``model.named_modules()``; ``"<lstm>.l<k>"`` for layer k of an LSTM)
+        to forms, the layers it does not name being ``"expand"``
     :param lstm_curvature: Curvature of the ``nn.LSTM`` weights (unidirectional, without projections):
         ``"kronecker"``, a block ``A ⊗ G`` per layer over ``[W_ih, W_hh, b_ih + b_hh]`` with the time steps as
         samples (Martens, Ba & Johnson 2018; conventions in :mod:`sb3_acktr.kfac.recurrent`: inside
@@ -257,6 +258,11 @@ class KFAC(th.optim.Optimizer):
         self._inverse_owner: dict[str, int | None] = dict.fromkeys((layer.name for layer in self.layers), None)
         if process_group is None:
             return
+        if any(layer.lstm_layer is not None and layer.weight_sharing == "reduce" for layer in self.layers):
+            raise ValueError(
+                "KFAC: the reduce form of nn.LSTM layers does not run data-parallel yet (its factors are normalised by "
+                "each rank's sequences). Use weight_sharing='expand' for them under torch.distributed."
+            )
         check_same_on_all_ranks("KFAC", self._configuration(), process_group)
         if self.average_gradients:
             broadcast_parameters_([param for group in self.param_groups for param in group["params"]], process_group)
@@ -315,8 +321,8 @@ class KFAC(th.optim.Optimizer):
             HYPERPARAMETERS["weight_sharing"].check("weight_sharing", weight_sharing)
             if weight_sharing != "expand" and not sharing:
                 raise ValueError(
-                    f"weight_sharing={weight_sharing!r} applies to nn.Conv2d layers, but {type(self.model).__name__} "
-                    "has none with Kronecker factors. Leave weight_sharing at 'expand'."
+                    f"weight_sharing={weight_sharing!r} applies to nn.Conv2d and nn.LSTM layers, but "
+                    f"{type(self.model).__name__} has none with Kronecker factors. Leave weight_sharing at 'expand'."
                 )
             forms = dict.fromkeys(sharing, weight_sharing)
         elif isinstance(weight_sharing, dict):
@@ -324,8 +330,8 @@ class KFAC(th.optim.Optimizer):
                 HYPERPARAMETERS["weight_sharing"].check(f"weight_sharing[{name!r}]", form)
                 if name not in sharing:
                     raise ValueError(
-                        f"weight_sharing names layer {name!r}, which is not an nn.Conv2d layer with Kronecker factors; "
-                        f"the form applies to these layers: {sorted(sharing)}."
+                        f"weight_sharing names layer {name!r}, which is not an nn.Conv2d or nn.LSTM layer with Kronecker "
+                        f"factors; the form applies to these layers: {sorted(sharing)}."
                     )
             forms = weight_sharing
         else:
@@ -469,7 +475,7 @@ class KFAC(th.optim.Optimizer):
             fisher_loss, [record.output for record in records] + fallback, retain_graph=retain_graph, allow_unused=True
         )
         fallback_grads = grads[len(records) :]
-        records, output_grads = self._merge_lstm_calls(records, grads[: len(records)])
+        records, output_grads, sequence_steps = self._merge_lstm_calls(records, grads[: len(records)])
         # The samples of the Fisher loss: the first dimension of the layers' inputs (an LSTM's steps if it has no other)
         batch_size = records[0].inputs.shape[0]
         rows = None if sample_mask is None else self._masked_rows(records, sample_mask)
@@ -481,6 +487,9 @@ class KFAC(th.optim.Optimizer):
             summed_grads = {
                 param: grad * scale for param, grad in zip(fallback, fallback_grads, strict=True) if grad is not None
             }
+            # An LSTM's reduce form aggregates whole sequences: from every real step, before rows are drawn
+            reduced = self._reduced_lstm_factors(records, output_grads, sequence_steps, sample_mask, scale, batch_size)
+            records, output_grads = self._without_layers(records, output_grads, set(reduced))
             factor_samples = batch_size
             if self.stats_samples is not None and batch_size > self.stats_samples:
                 if rows is None:
@@ -490,7 +499,7 @@ class KFAC(th.optim.Optimizer):
                 factor_samples = self.stats_samples
             if rows is not None:
                 records, output_grads = self._select_rows(records, output_grads, rows)
-            new_factors = self._batch_factors(records, output_grads, scale, factor_samples)
+            new_factors = {**self._batch_factors(records, output_grads, scale, factor_samples), **reduced}
             if self.process_group is not None:
                 new_factors, summed_grads, batch_size = self._sum_over_ranks(
                     new_factors, summed_grads, factor_samples, batch_size
@@ -591,11 +600,12 @@ class KFAC(th.optim.Optimizer):
     @staticmethod
     def _merge_lstm_calls(
         records: list[Record], output_grads: tuple[th.Tensor | None, ...]
-    ) -> tuple[list[Record], tuple[th.Tensor | None, ...]]:
+    ) -> tuple[list[Record], tuple[th.Tensor | None, ...], dict[KroneckerLayer, int]]:
         """
         The records with each LSTM layer's calls merged into one of per-step rows, ``(sequences · steps, ·)``
         sequence-major (:func:`~sb3_acktr.kfac.recurrent.sequence_rows`), after the other layers' records; a call
-        without gradient counts zero, a layer with none has a gradient of None.
+        without gradient counts zero, a layer with none has a gradient of None. Also the steps per sequence of each
+        LSTM layer whose calls all ran on the same sequences.
         """
         merged = [
             (record, grad) for record, grad in zip(records, output_grads, strict=True) if record.layer.lstm_layer is None
@@ -604,6 +614,11 @@ class KFAC(th.optim.Optimizer):
         for record, grad in zip(records, output_grads, strict=True):
             if record.layer.lstm_layer is not None:
                 calls.setdefault(record.layer, []).append((record, grad))
+        steps = {
+            layer: sum(record.inputs.shape[0] for record, _ in layer_calls)
+            for layer, layer_calls in calls.items()
+            if len({record.inputs.shape[1] for record, _ in layer_calls}) == 1
+        }
         for layer_calls in calls.values():
             first = layer_calls[0][0]._replace(inputs=sequence_rows([record.inputs for record, _ in layer_calls]))
             if all(grad is None for _, grad in layer_calls):
@@ -611,7 +626,40 @@ class KFAC(th.optim.Optimizer):
                 continue
             grads = [th.zeros_like(record.output) if grad is None else grad for record, grad in layer_calls]
             merged.append((first, sequence_rows(grads)))
-        return [record for record, _ in merged], tuple(grad for _, grad in merged)
+        return [record for record, _ in merged], tuple(grad for _, grad in merged), steps
+
+    @staticmethod
+    def _reduced_lstm_factors(
+        records: list[Record],
+        output_grads: tuple[th.Tensor | None, ...],
+        sequence_steps: dict[KroneckerLayer, int],
+        sample_mask: th.Tensor | None,
+        scale: int,
+        samples: int,
+    ) -> dict[KroneckerLayer, tuple[th.Tensor, th.Tensor]]:
+        """A and G of the LSTM layers in the reduce form (:func:`~sb3_acktr.kfac.recurrent.reduced_sequence_factors`)."""
+        factors = {}
+        for record, grad in zip(records, output_grads, strict=True):
+            layer = record.layer
+            if layer.lstm_layer is None or layer.weight_sharing != "reduce" or grad is None:
+                continue
+            if layer not in sequence_steps:
+                raise ValueError(
+                    f"KFAC: the reduce form of nn.LSTM layer '{layer.name}' needs every call of the LSTM on the same "
+                    "sequences (successive steps of one batch). Use weight_sharing='expand' for it."
+                )
+            factors[layer] = reduced_sequence_factors(
+                record.inputs, grad * scale, sequence_steps[layer], sample_mask, layer.bias_column, samples
+            )
+        return factors
+
+    @staticmethod
+    def _without_layers(
+        records: list[Record], output_grads: tuple[th.Tensor | None, ...], layers: set[KroneckerLayer]
+    ) -> tuple[list[Record], tuple[th.Tensor | None, ...]]:
+        """The records (and their gradients) of the other layers."""
+        kept = [(record, grad) for record, grad in zip(records, output_grads, strict=True) if record.layer not in layers]
+        return [record for record, _ in kept], tuple(grad for _, grad in kept)
 
     @staticmethod
     def _select_rows(

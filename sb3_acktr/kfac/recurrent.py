@@ -18,6 +18,15 @@ steps gets the expand form's ``T·Ā``). The approximation is exact for sequence
 The biases enter only through their sum ``b``: its gradient is either bias's, and its step is split equally
 between them, so that the sum moves by the preconditioned step.
 
+This is the expand form of weight sharing (Eschenhagen et al. 2023), the steps as extra samples. It leaves out the
+cross-time terms of each sequence's gradient ``Σ_t g_t ā_tᵀ``, which are large for an LSTM (its G at step t gathers the
+gradients of every later output): on CartPoleNoVel the LSTM's Fisher along the update was 2-3.5× what the expand form
+gives. The reduce form (``weight_sharing="reduce"``) takes each sequence as one sample instead, with its mean input
+``â_s`` (bias coordinate 1) and its summed gradient ``ĝ_s = Σ_t g_t`` over its real steps:
+``A = (1/S) Σ_s â_s â_sᵀ`` over the S sequences and ``G = (1/N) Σ_s ĝ_s ĝ_sᵀ`` over the N samples of the Fisher loss, so
+that ``A ⊗ G`` is ``(1/N) Σ_s (â_s ⊗ ĝ_s)(â_s ⊗ ĝ_s)ᵀ`` Kronecker-factored: exact for one sequence whose inputs are
+constant, within 15-20 % of the LSTM's Fisher along the update on CartPoleNoVel.
+
 ``nn.LSTM``'s fused kernel exposes neither ``h_{t-1}`` per step nor ``z_t``: inside ``KFAC.record_curvature()`` the
 LSTM's output is replaced by that of :func:`lstm_forward`, which runs the same cell step by step with the same
 parameters and exposes both (a forward hook, so rollouts and predictions keep the fused kernel).
@@ -136,3 +145,30 @@ def sequence_rows(calls: list[th.Tensor]) -> th.Tensor:
         return th.cat([call.reshape(-1, call.shape[-1]) for call in calls])
     steps = th.cat(calls) if len(calls) > 1 else calls[0]
     return steps.transpose(0, 1).reshape(-1, steps.shape[-1])
+
+
+def reduced_sequence_factors(
+    rows: th.Tensor, grads: th.Tensor, steps: int, real: th.Tensor | None, bias: bool, samples: int
+) -> tuple[th.Tensor, th.Tensor]:
+    """
+    A and G of an LSTM layer in the reduce form (module docstring): each sequence's mean input and summed gradient
+    over its real steps.
+
+    :param rows: The inputs ``[x_t, h_{t-1}]`` of every step, sequence-major ``(sequences · steps, d)``
+    :param grads: The per-sample gradients ``g_t`` of the gate pre-activations, same order
+    :param steps: Steps per sequence
+    :param real: Which rows are real steps (None: all)
+    :param bias: Whether to append the bias coordinate
+    :param samples: N, the samples of the Fisher loss
+    :return: ``(A, G)``
+    """
+    inputs, gradients = rows.reshape(-1, steps, rows.shape[-1]), grads.reshape(-1, steps, grads.shape[-1])
+    weights = th.ones(inputs.shape[:2], dtype=rows.dtype, device=rows.device) if real is None else real.reshape(-1, steps)
+    weights = weights.to(rows.dtype)
+    lengths = weights.sum(dim=1)
+    kept = lengths > 0
+    mean_inputs = (inputs * weights[..., None]).sum(dim=1)[kept] / lengths[kept, None]
+    if bias:
+        mean_inputs = th.cat([mean_inputs, mean_inputs.new_ones(mean_inputs.shape[0], 1)], dim=1)
+    summed_grads = (gradients * weights[..., None]).sum(dim=1)[kept]
+    return mean_inputs.t() @ mean_inputs / mean_inputs.shape[0], summed_grads.t() @ summed_grads / samples

@@ -312,7 +312,11 @@ def test_weight_sharing_per_layer():
         ("sum", ValueError, r"weight_sharing must be one of \('expand', 'reduce'\), got 'sum'"),
         (["reduce"], TypeError, r"weight_sharing must be one of \('expand', 'reduce'\) or a dict .* got list"),
         ({"0": "mean"}, ValueError, r"weight_sharing\['0'\] must be one of \('expand', 'reduce'\), got 'mean'"),
-        ({"3": "reduce"}, ValueError, r"weight_sharing names layer '3', which is not an nn\.Conv2d layer .*: \['0'\]"),
+        (
+            {"3": "reduce"},
+            ValueError,
+            r"weight_sharing names layer '3', which is not an nn\.Conv2d or nn\.LSTM layer .*: \['0'\]",
+        ),
         ({"9": "reduce"}, ValueError, r"weight_sharing names layer '9'"),
     ],
 )
@@ -323,7 +327,9 @@ def test_weight_sharing_bad_input(weight_sharing, error, message):
 
 
 def test_reduce_without_a_convolution_is_rejected():
-    with pytest.raises(ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d layers, but Sequential has none"):
+    with pytest.raises(
+        ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d and nn\.LSTM layers, but Sequential has none"
+    ):
         KFAC(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), weight_sharing="reduce")
 
 

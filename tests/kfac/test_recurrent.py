@@ -54,11 +54,18 @@ def masked_loss(logits: th.Tensor, targets: th.Tensor, mask: th.Tensor) -> th.Te
 
 
 def explicit_factors(
-    model: LSTMClassifier, x: th.Tensor, hx: tuple[th.Tensor, th.Tensor], targets: th.Tensor, mask: th.Tensor
+    model: LSTMClassifier,
+    x: th.Tensor,
+    hx: tuple[th.Tensor, th.Tensor],
+    targets: th.Tensor,
+    mask: th.Tensor,
+    weight_sharing: str = "expand",
 ) -> list[tuple[th.Tensor, th.Tensor]]:
     """
     (A, G) of each LSTM layer by definition: the cell written out for every sequence, step and layer, z_t kept to
-    differentiate, ``A = Σ ā āᵀ / R`` and ``G = Σ g gᵀ / R`` over the R real steps, ``g = R·∂L/∂z``.
+    differentiate, ``g = R·∂L/∂z`` over the R real steps. Expand: ``A = Σ ā āᵀ / R`` and ``G = Σ g gᵀ / R`` over the
+    real steps; reduce: each sequence's mean ā and summed g over its real steps, ``A = Σ_s â âᵀ / S``,
+    ``G = Σ_s ĝ ĝᵀ / R``.
     """
     lstm, steps = model.lstm, x.shape[1]
     inputs: dict[tuple[int, int, int], th.Tensor] = {}
@@ -84,11 +91,20 @@ def explicit_factors(
             logits.append(model.head(layer_input))
     masked_loss(th.stack(logits), targets, mask).backward()
     real = int(mask.sum())
+    # Per-sample gradients of the gates, g = R·∂L/∂z
+    per_sample = {key: real * z.grad for key, z in gates.items() if z.grad is not None}
     factors = []
     for layer in range(lstm.num_layers):
+        if weight_sharing == "reduce":
+            sequences = range(x.shape[0])
+            real_steps = [[t for t in range(steps) if mask[s * steps + t]] for s in sequences]
+            mean_inputs = th.stack([th.stack([inputs[s, t, layer] for t in real_steps[s]]).mean(dim=0) for s in sequences])
+            summed = th.stack([th.stack([per_sample[s, t, layer] for t in real_steps[s]]).sum(dim=0) for s in sequences])
+            factors.append((mean_inputs.t() @ mean_inputs / len(sequences), summed.t() @ summed / real))
+            continue
         keys = [(s, t, layer) for s in range(x.shape[0]) for t in range(steps) if mask[s * steps + t]]
         rows = th.stack([inputs[key] for key in keys])
-        grads = th.stack([real * gates[key].grad for key in keys])  # type: ignore[operator,misc]
+        grads = th.stack([per_sample[key] for key in keys])
         a = sum((th.outer(row, row) for row in rows), th.zeros(rows.shape[1], rows.shape[1], dtype=x.dtype)) / real
         g = sum((th.outer(grad, grad) for grad in grads), th.zeros(grads.shape[1], grads.shape[1], dtype=x.dtype)) / real
         factors.append((a, g))
@@ -97,15 +113,17 @@ def explicit_factors(
 
 @pytest.mark.parametrize("num_layers, bias", [(1, True), (2, True), (1, False)])
 @pytest.mark.parametrize("step_by_step", [False, True])
-def test_lstm_factors_match_their_definition(num_layers, bias, step_by_step):
+@pytest.mark.parametrize("weight_sharing", ["expand", "reduce"])
+def test_lstm_factors_match_their_definition(num_layers, bias, step_by_step, weight_sharing):
     th.manual_seed(0)
     model = LSTMClassifier(num_layers, bias, step_by_step).double()
     x, hx, targets, mask = batch(num_layers)
-    optimizer = KFAC(model)
+    # The head keeps the expand form (a Linear layer has no form); the LSTM layers get the one tested
+    optimizer = KFAC(model, weight_sharing={f"lstm.l{layer}": weight_sharing for layer in range(num_layers)})
     with optimizer.record_curvature():
         logits = model(x, hx)
     optimizer.update_curvature(masked_loss(logits, targets, mask), sample_mask=mask)
-    for layer, (a_expected, g_expected) in enumerate(explicit_factors(model, x, hx, targets, mask)):
+    for layer, (a_expected, g_expected) in enumerate(explicit_factors(model, x, hx, targets, mask, weight_sharing)):
         state = optimizer.state[getattr(model.lstm, f"weight_ih_l{layer}")]
         th.testing.assert_close(state["A"], a_expected)
         th.testing.assert_close(state["G"], g_expected)
@@ -280,3 +298,20 @@ def test_packed_sequence_is_refused():
     packed = nn.utils.rnn.pack_padded_sequence(th.randn(3, 2, INPUT), [3, 2])
     with optimizer.record_curvature(), pytest.raises(TypeError, match="need a padded tensor input, not a PackedSequence"):
         lstm(packed)
+
+
+def test_lstm_forms_coincide_for_one_step_sequences():
+    """Sequences of one step: the reduce form (sequences as samples) is the expand form (steps as samples)."""
+    th.manual_seed(8)
+    model = LSTMClassifier().double()
+    x, hx = th.randn(5, 1, INPUT, dtype=th.float64), tuple(th.randn(1, 5, HIDDEN, dtype=th.float64) for _ in range(2))
+    targets = th.randint(0, CLASSES, (5,))
+    states = {}
+    for form in ("expand", "reduce"):
+        optimizer = KFAC(model, weight_sharing={"lstm.l0": form})
+        with optimizer.record_curvature():
+            logits = model(x, hx)
+        optimizer.update_curvature(F.cross_entropy(logits, targets))
+        states[form] = optimizer.state[model.lstm.weight_ih_l0]
+    th.testing.assert_close(states["reduce"]["A"], states["expand"]["A"])
+    th.testing.assert_close(states["reduce"]["G"], states["expand"]["G"])
