@@ -79,6 +79,39 @@ class KLRecorder(BaseCallback):
         return True
 
 
+def zoo_model(env_id: str, algo: str, seed: int, hyperparams: dict[str, Any], log_folder: str) -> tuple[ACKTR, dict[str, Any]]:
+    """
+    The model rl-zoo's ``train`` builds from the zoo's entry, with overrides.
+
+    :param env_id: Environment id
+    :param algo: ``"acktr"`` or ``"acktr_lstm"`` (RecurrentACKTR)
+    :param seed: Seed
+    :param hyperparams: Overrides of the entry (rl-zoo's ``--hyperparams``)
+    :param log_folder: rl-zoo's log folder
+    :return: The model and the hyperparameters used
+    """
+    register()
+    set_random_seed(seed)
+    manager = ExperimentManager(
+        argparse.Namespace(env=env_id, algo=algo, seed=seed),
+        algo,
+        env_id,
+        log_folder,
+        eval_freq=-1,
+        save_freq=-1,
+        hyperparams=hyperparams,
+        seed=seed,
+        verbose=0,
+        device="cpu",
+        config=str(ZOO_CONFIGS[algo]),
+    )
+    setup = manager.setup_experiment()
+    assert setup is not None
+    model, used = setup
+    assert isinstance(model, ACKTR)
+    return model, used
+
+
 def run(
     env_id: str, steps: int, seed: int, momentum: float, overrides: dict[str, Any] | None = None, algo: str = "acktr"
 ) -> dict[str, Any]:
@@ -93,27 +126,8 @@ def run(
     :param algo: ``"acktr"`` or ``"acktr_lstm"`` (RecurrentACKTR)
     :return: The hyperparameters used and the per-update KLs
     """
-    register()
-    set_random_seed(seed)
     with tempfile.TemporaryDirectory() as log_folder:
-        manager = ExperimentManager(
-            argparse.Namespace(env=env_id, algo=algo, seed=seed),
-            algo,
-            env_id,
-            log_folder,
-            n_timesteps=steps,
-            eval_freq=-1,
-            save_freq=-1,
-            hyperparams={**(overrides or {}), "kfac_momentum": momentum},
-            seed=seed,
-            verbose=0,
-            device="cpu",
-            config=str(ZOO_CONFIGS[algo]),
-        )
-        setup = manager.setup_experiment()
-        assert setup is not None
-        model, hyperparams = setup
-        assert isinstance(model, ACKTR)
+        model, hyperparams = zoo_model(env_id, algo, seed, {**(overrides or {}), "kfac_momentum": momentum}, log_folder)
         recorder = KLRecorder()
         # None turns SB3's log dumps off, so the recorded values stay readable (rl-zoo does the same)
         model.learn(steps, callback=recorder, log_interval=None)  # type: ignore[arg-type]

@@ -105,7 +105,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="Steps per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per configuration")
     parser.add_argument("--out", type=Path, help="Write the results here (json) and the table beside it (.md)")
+    parser.add_argument("--quick", action="store_true", help="1,024 steps, one timed run each: a smoke test")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.repeats = 1_024, 1
     result = measure(args.env, args.steps, args.repeats)
     result["machine"] = machine_info()
     report = table(result)

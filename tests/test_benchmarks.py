@@ -137,6 +137,28 @@ def test_report_medians_and_ratio_bounds():
     assert str(Steps(100_000, censored=True)) == "≥ 100,000"
 
 
+def test_fisher_check_quick(tmp_path):
+    """Two updates of RecurrentACKTR on CartPoleNoVel: every figure is there and positive, and the exact KL of the
+    small early step matches the exact Fisher's quadratic model (two independent computations)."""
+    out = tmp_path / "fisher.json"
+    stdout = run_script("fisher_check.py", "--quick", "--out", str(out))
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["seed"] == 0 and row["updates"] == 2
+    assert all(row[key] > 0 for key in row if key.startswith(("exact", "kfac", "lstm")))
+    assert row["exact_kl"] == pytest.approx(row["exact_fisher_all"], rel=0.25)
+    assert "| **median** |" in stdout and out.with_suffix(".md").is_file()
+
+
+def test_recurrent_throughput_quick(tmp_path):
+    out = tmp_path / "throughput.json"
+    stdout = run_script("recurrent_throughput.py", "--quick", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["medians"]) == {"RecurrentPPO", "RecurrentACKTR (kronecker)", "RecurrentACKTR (diagonal)"}
+    assert all(len(runs) == 1 for runs in result["runs"].values())
+    assert all(values["steps_per_s"] > 0 and values["train_ms"] > 0 for values in result["medians"].values())
+    assert "| RecurrentACKTR (kronecker) |" in stdout and out.with_suffix(".md").is_file()
+
+
 def test_kl_check_quick(tmp_path):
     stdout = run_script("kl_check.py", "--quick", "--out-dir", str(tmp_path))
     data = json.loads((tmp_path / "CartPole-v1.json").read_text())
