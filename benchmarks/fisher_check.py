@@ -74,7 +74,7 @@ def measure(model: RecurrentACKTR, captured: dict[str, Any], draws: int) -> dict
     before, after = captured["before"], captured["after"]
     delta = [new - old for new, old in zip(after, before, strict=True)]
     lstm_ids = {id(param) for param in model.policy.lstm_actor.parameters()}
-    data = next(model.rollout_buffer.get(batch_size=None))
+    data: Any = next(model.rollout_buffer.get(batch_size=None))  # sb3-contrib's recurrent samples, with a mask
     mask = data.mask > 1e-8
     model.policy.set_training_mode(False)
 
@@ -86,7 +86,9 @@ def measure(model: RecurrentACKTR, captured: dict[str, Any], draws: int) -> dict
     def logits(values: list[th.Tensor]) -> th.Tensor:
         set_actor(values)
         with th.no_grad():
-            return model._policy_distribution(data).distribution.logits[mask]
+            distribution = model._policy_distribution(data).distribution
+        assert isinstance(distribution, th.distributions.Categorical)
+        return distribution.logits[mask]
 
     logits_before = logits(before)
     probs = th.softmax(logits_before, dim=-1)
@@ -128,7 +130,7 @@ def lstm_block(
     """The actor's first LSTM layer along its step: the sequence Fisher, independent steps, and both Kronecker forms."""
     layer = next(layer for layer in optimizer.layers if layer.name == "lstm_actor.l0")
     step_of = {id(param): step for param, step in zip(optimizer.param_groups[0]["params"], delta, strict=True)}
-    bias_step = sum(step_of[id(bias)] for bias in layer.biases)
+    bias_step = th.stack([step_of[id(bias)] for bias in layer.biases]).sum(dim=0)
     step = th.cat([*(step_of[id(weight)] for weight in layer.weights), bias_step.reshape(-1, 1)], dim=1)
     actions = data.actions.long().flatten()
     real = int(mask.sum())
