@@ -23,8 +23,10 @@ THRESHOLDS: dict[str, float] = {
     "MinAtar/Breakout-v1": 10.0,
     "MinAtar/SpaceInvaders-v1": 50.0,
     "MinAtar/Asterix-v1": 10.0,
-    # Partially observable (velocities masked): CartPole's threshold
+    # Partially observable (velocities masked): the thresholds of the tasks with velocities
     "CartPoleNoVel-v1": 475.0,
+    "PendulumNoVel-v1": -200.0,
+    "LunarLanderNoVel-v3": 200.0,
 }
 
 #: Reported, but not counted in the median ratio over tasks (tuned A2C solves them early already)
