@@ -170,6 +170,13 @@ def test_kl_check_quick(tmp_path):
         assert max(run["quadratic_kl"]) <= run["delta"] * (1 + 1e-9)
         assert all(0 < actor <= total for actor, total in zip(run["quadratic_kl_actor"], run["quadratic_kl"], strict=True))
         assert all(kl > 0 for kl in run["exact_kl"])
+    # Without momentum the applied step is the fresh one: its model, computed from the optimizer's held curvature and
+    # the parameters' change, is the trust region's figure computed from Δᵀ∇ (two independent computations)
+    no_momentum = data["runs"][1]
+    assert no_momentum["applied_step_model_kl_actor"] == pytest.approx(no_momentum["quadratic_kl_actor"], rel=1e-4)
+    # With momentum it is another step: a blend of past ones
+    with_momentum = data["runs"][0]
+    assert with_momentum["applied_step_model_kl_actor"] != pytest.approx(with_momentum["quadratic_kl_actor"], rel=0.1)
     assert (tmp_path / "kl_check_CartPole-v1.png").stat().st_size > 10_000
     assert "kfac_momentum=0.0" in stdout
 
