@@ -190,6 +190,12 @@ def acktr_mismatch_network(out_dir: Path) -> None:
     make_acktr(policy_kwargs=dict(net_arch=[width, width]))
 
 
+def kfac_lstm_reduce(out_dir: Path) -> None:
+    """KFAC with the reduce form on an LSTM layer, in a distributed run: refused on every rank."""
+    model = nn.ModuleDict(dict(lstm=nn.LSTM(3, 4), head=nn.Linear(4, 2)))
+    KFAC(model, weight_sharing={"lstm.l0": "reduce"})
+
+
 COMMANDS = {
     "kfac_equivalence": kfac_equivalence,
     "acktr_identical": acktr_identical,
@@ -198,11 +204,12 @@ COMMANDS = {
     "acktr_long": acktr_long,
     "acktr_mismatch": acktr_mismatch,
     "acktr_mismatch_network": acktr_mismatch_network,
+    "kfac_lstm_reduce": kfac_lstm_reduce,
 }
 
 if __name__ == "__main__":
     command, out = sys.argv[1], Path(sys.argv[2])
-    if command == "kfac_equivalence":
+    if command.startswith("kfac"):
         dist.init_process_group("gloo")  # ACKTR joins torchrun's group itself (and leaves it at exit); plain KFAC users do it
     COMMANDS[command](out)
     if command == "kfac_equivalence":

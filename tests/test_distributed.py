@@ -112,6 +112,12 @@ def test_different_configurations_across_ranks_are_refused(tmp_path, command, me
     assert "on rank 1" in result.stdout + result.stderr
 
 
+def test_reduce_form_of_an_lstm_is_refused_in_a_distributed_run(tmp_path):
+    result = torchrun("kfac_lstm_reduce", tmp_path)
+    assert result.returncode != 0
+    assert "KFAC: the reduce form of nn.LSTM layers does not run data-parallel yet" in result.stdout + result.stderr
+
+
 def test_a_killed_rank_ends_the_job_within_60_seconds(tmp_path):
     start = time.monotonic()
     result = torchrun("acktr_rank_killed", tmp_path, timeout=120)
