@@ -53,6 +53,8 @@ def lstm_unsupported(module: nn.LSTM) -> str | None:
         return f"it has projections (proj_size={module.proj_size})"
     if not all(param.requires_grad for param in module.parameters()):
         return "some of its parameters are frozen"
+    if type(module).forward is not nn.LSTM.forward or "forward" in vars(module):
+        return "its forward is not nn.LSTM's (the curvature pass runs nn.LSTM's cell in its place)"
     return None
 
 

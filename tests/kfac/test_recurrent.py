@@ -261,11 +261,20 @@ def test_lstm_state_dict_round_trip():
         )
 
 
+class ScaledLSTM(nn.LSTM):
+    """An LSTM whose forward does more than nn.LSTM's."""
+
+    def forward(self, input, hx=None):  # type: ignore[no-untyped-def, override]
+        output, states = super().forward(input, hx)
+        return 2 * output, states
+
+
 @pytest.mark.parametrize(
     "lstm, reason",
     [
         (nn.LSTM(INPUT, HIDDEN, bidirectional=True), "it is bidirectional"),
         (nn.LSTM(INPUT, HIDDEN, proj_size=2), r"it has projections \(proj_size=2\)"),
+        (ScaledLSTM(INPUT, HIDDEN), r"its forward is not nn.LSTM's \(the curvature pass runs nn.LSTM's cell in its place\)"),
     ],
 )
 def test_unsupported_lstm_stays_on_the_diagonal_with_a_warning(lstm, reason):
