@@ -65,7 +65,10 @@ class KroneckerLayer:
         columns = [(th.zeros_like(w) if w.grad is None else w.grad).reshape(self.g_dim, -1) for w in self.weights]
         if self.bias_column:
             grads = [bias.grad for bias in self.biases if bias.grad is not None]
-            bias_grad = sum(grads[1:], grads[0]) / len(grads) if grads else self.weight.new_zeros(self.g_dim)
+            if not grads:
+                bias_grad = self.weight.new_zeros(self.g_dim)
+            else:  # one bias (Linear, Conv2d): its own gradient, no copy
+                bias_grad = grads[0] if len(grads) == 1 else sum(grads[1:], grads[0]) / len(grads)
             columns.append(bias_grad.reshape(-1, 1))
         return th.cat(columns, dim=1)
 
@@ -84,9 +87,10 @@ class KroneckerLayer:
             if weight.grad is not None:
                 updates.append((weight, weight.grad, delta[:, start:end].reshape(weight.shape)))
             start = end
+        bias_step = delta[:, start] if len(self.biases) == 1 else delta[:, start] / len(self.biases)
         for bias in self.biases:
             if bias.grad is not None:
-                updates.append((bias, bias.grad, delta[:, start] / len(self.biases)))
+                updates.append((bias, bias.grad, bias_step))
         return updates
 
 

@@ -36,6 +36,8 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_acktr.kfac.factors import row_second_moment
+
 #: The forms of curvature of ``nn.LSTM`` weights: Kronecker factors (this module) or the diagonal Fisher
 LSTM_CURVATURES = ("kronecker", "diagonal")
 
@@ -170,7 +172,5 @@ def reduced_sequence_factors(
     lengths = weights.sum(dim=1)
     kept = lengths > 0
     mean_inputs = (inputs * weights[..., None]).sum(dim=1)[kept] / lengths[kept, None]
-    if bias:
-        mean_inputs = th.cat([mean_inputs, mean_inputs.new_ones(mean_inputs.shape[0], 1)], dim=1)
     summed_grads = (gradients * weights[..., None]).sum(dim=1)[kept]
-    return mean_inputs.t() @ mean_inputs / mean_inputs.shape[0], summed_grads.t() @ summed_grads / samples
+    return row_second_moment(mean_inputs, bias) / mean_inputs.shape[0], summed_grads.t() @ summed_grads / samples
