@@ -150,6 +150,13 @@ def linear_samples(x: th.Tensor) -> int:
     return x.shape[0] if x.dim() >= 2 else 1
 
 
+#: The width from which the bias coordinate is handled apart from the weights' columns (A's border from row sums,
+#: A⁻¹ applied by blocks): a product of odd width ``d + 1`` was measured slower than one of width ``d`` on wide layers
+#: (docs/benchmark.md, "The wide linear layer"). Below it, one product with the column of ones takes fewer operations,
+#: which is what a small layer's time is made of (docs/benchmark.md, "How to read it", CartPole).
+BIAS_APART_FROM_WIDTH = 128
+
+
 def bias_bordered(total: th.Tensor, sums: th.Tensor, n_rows: int) -> th.Tensor:
     """
     ``Σ ā āᵀ`` for rows ``ā = [a, 1]`` from ``Σ a aᵀ``, ``Σ a`` and the row count, without the column of ones:
@@ -196,14 +203,19 @@ def input_second_moment(
 
 def row_second_moment(rows: th.Tensor, bias: bool) -> th.Tensor:
     """
-    ``Σ ā āᵀ`` over rows ``ā = [a, 1]`` (``[a]`` without a bias), the column of ones from :func:`bias_bordered`.
+    ``Σ ā āᵀ`` over rows ``ā = [a, 1]`` (``[a]`` without a bias); from :data:`BIAS_APART_FROM_WIDTH` on, the column of
+    ones comes from :func:`bias_bordered`.
 
     :param rows: The rows ``a``, shape ``(rows, d)``
     :param bias: Whether to append the homogeneous coordinate
     :return: The ``(d [+ 1], d [+ 1])`` sum
     """
-    total = rows.t() @ rows
-    return bias_bordered(total, rows.sum(dim=0), rows.shape[0]) if bias else total
+    if not bias:
+        return rows.t() @ rows
+    if rows.shape[1] < BIAS_APART_FROM_WIDTH:
+        bordered = F.pad(rows, (0, 1), value=1.0)
+        return bordered.t() @ bordered
+    return bias_bordered(rows.t() @ rows, rows.sum(dim=0), rows.shape[0])
 
 
 def expanded_patch_moment(module: nn.Conv2d, x: th.Tensor, chunk_size: int = 64) -> tuple[th.Tensor, int]:

@@ -14,6 +14,8 @@ import warnings
 
 import torch as th
 
+from sb3_acktr.kfac.factors import BIAS_APART_FROM_WIDTH
+
 #: How many times a failed Cholesky factorisation is retried, each time with 10x more damping
 CHOLESKY_RETRIES = 4
 
@@ -107,7 +109,8 @@ def precondition_cholesky(grad: th.Tensor, a_inv: th.Tensor, g_inv: th.Tensor, b
 
     With a bias column, ``A_inv = [[P, q], [qᵀ, r]]`` is applied by blocks, ``[X P + x_b qᵀ, X q + x_b r]`` for
     ``[X, x_b] = G_inv [∇W, ∇b]``: the large product then has the layer's own width ``in``, not ``in + 1``
-    (an odd width is much slower: docs/benchmark.md, "The wide linear layer").
+    (an odd width is much slower: docs/benchmark.md, "The wide linear layer"), from
+    :data:`~sb3_acktr.kfac.factors.BIAS_APART_FROM_WIDTH` on.
 
     :param grad: Gradient matrix of shape ``(out, in [+ 1])``
     :param a_inv: Damped inverse of A
@@ -116,7 +119,7 @@ def precondition_cholesky(grad: th.Tensor, a_inv: th.Tensor, g_inv: th.Tensor, b
     :return: The preconditioned gradient, same shape as ``grad``
     """
     left = g_inv @ grad
-    if not bias:
+    if not bias or a_inv.shape[0] <= BIAS_APART_FROM_WIDTH:
         return left @ a_inv
     dim = a_inv.shape[0] - 1
     result = th.empty_like(left)

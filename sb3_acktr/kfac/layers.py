@@ -62,7 +62,9 @@ class KroneckerLayer:
         """
         if all(param.grad is None for param in self.params):
             return None
-        columns = [(th.zeros_like(w) if w.grad is None else w.grad).reshape(self.g_dim, -1) for w in self.weights]
+        # A Linear's or an LSTM's weight is its matrix already (no reshape: this runs for every layer at every step)
+        columns = [th.zeros_like(w) if w.grad is None else w.grad for w in self.weights]
+        columns = [column if column.dim() == 2 else column.reshape(self.g_dim, -1) for column in columns]
         if self.bias_column:
             grads = [bias.grad for bias in self.biases if bias.grad is not None]
             if not grads:
@@ -85,7 +87,8 @@ class KroneckerLayer:
         for weight in self.weights:
             end = start + weight[0].numel()
             if weight.grad is not None:
-                updates.append((weight, weight.grad, delta[:, start:end].reshape(weight.shape)))
+                step = delta[:, start:end]
+                updates.append((weight, weight.grad, step if weight.dim() == 2 else step.reshape(weight.shape)))
             start = end
         bias_step = delta[:, start] if len(self.biases) == 1 else delta[:, start] / len(self.biases)
         for bias in self.biases:

@@ -515,11 +515,12 @@ class KFAC(th.optim.Optimizer):
                     RuntimeWarning,
                 )
                 return
-            for layer, (a_new, g_new) in new_factors.items():
-                self._running_average(layer.weight, {"A": a_new, "G": g_new}, warm_up=self.stats_warm_up)
-            for param, diagonal in new_diagonals.items():
-                # One draw of N·(∇L_F)² per update (a χ²₁-like estimate): average the first ones plainly
-                self._running_average(param, {"fisher_diag": diagonal}, warm_up=True)
+            averages = [
+                (layer.weight, {"A": a_new, "G": g_new}, self.stats_warm_up) for layer, (a_new, g_new) in new_factors.items()
+            ]
+            # One draw of N·(∇L_F)² per update (a χ²₁-like estimate): average the first ones plainly
+            averages += [(param, {"fisher_diag": diagonal}, True) for param, diagonal in new_diagonals.items()]
+            self._running_averages(averages)
         self.curvature_updates += 1
 
     def _sum_over_ranks(
@@ -694,23 +695,31 @@ class KFAC(th.optim.Optimizer):
             sums[layer] = call
         return {layer: (total.a_sum / total.a_norm, total.g_sum / total.g_norm) for layer, total in sums.items()}
 
-    def _running_average(self, param: th.Tensor, new: dict[str, th.Tensor], warm_up: bool) -> None:
+    def _running_averages(self, averages: list[tuple[th.Tensor, dict[str, th.Tensor], bool]]) -> None:
         """
-        ``state[key] ← ε·state[key] + (1 − ε)·new[key]`` (ε = ``stats_decay``); the first value initialises it.
+        ``state[key] ← ε·state[key] + (1 − ε)·new[key]`` (ε = ``stats_decay``) for every ``(param, new, warm_up)``; the
+        first value initialises it. The tensors sharing a decay are updated by one fused (``_foreach``) operation.
 
         With ``warm_up``, ``ε_k = min(ε, 1 − 1/k)`` at the parameter's k-th update: a plain average of the first
         ``1/(1−ε)`` values, then the running average.
         """
-        state = self.state[param]
-        state["stats_updates"] = state.get("stats_updates", 0) + 1
-        decay = self._group_of(param)["stats_decay"]
-        if warm_up:
-            decay = min(decay, 1.0 - 1.0 / state["stats_updates"])
-        for key, value in new.items():
-            if key in state:
-                state[key].mul_(decay).add_(value, alpha=1.0 - decay)
-            else:
-                state[key] = value.clone()
+        by_decay: dict[float, tuple[list[th.Tensor], list[th.Tensor]]] = {}
+        for param, new, warm_up in averages:
+            state = self.state[param]
+            state["stats_updates"] = state.get("stats_updates", 0) + 1
+            decay = self._group_of(param)["stats_decay"]
+            if warm_up:
+                decay = min(decay, 1.0 - 1.0 / state["stats_updates"])
+            for key, value in new.items():
+                if key in state:
+                    olds, news = by_decay.setdefault(decay, ([], []))
+                    olds.append(state[key])
+                    news.append(value)
+                else:
+                    state[key] = value.clone()
+        for decay, (olds, news) in by_decay.items():
+            th._foreach_mul_(olds, decay)
+            th._foreach_add_(olds, news, alpha=1.0 - decay)
 
     def _group_of(self, param: th.Tensor) -> dict[str, Any]:
         return self.param_groups[self._group_index[id(param)]]
@@ -734,13 +743,17 @@ class KFAC(th.optim.Optimizer):
         # Statistics may have another dtype than the weights (a state loaded from a model of another dtype): the
         # preconditioning runs in A's dtype, the result comes back in the weights'
         dtype = state["A"].dtype
+        if dtype != grad.dtype:
+            return self._layer_update_in(grad.to(dtype), state, layer.bias_column, damping).to(grad.dtype)
+        return self._layer_update_in(grad, state, layer.bias_column, damping)
+
+    def _layer_update_in(self, grad: th.Tensor, state: dict[str, Any], bias: bool, damping: float) -> th.Tensor:
+        """The preconditioned gradient matrix in the dtype of ``grad`` (an inverse of another dtype is cast to it)."""
+        keys = INVERSE_KEYS[self.inverse_method]
+        inverses = [state[key] if state[key].dtype == grad.dtype else state[key].to(grad.dtype) for key in keys]
         if self.inverse_method == "cholesky":
-            a_inv, g_inv = state["A_inv"].to(dtype), state["G_inv"].to(dtype)
-            delta = precondition_cholesky(grad.to(dtype), a_inv, g_inv, bias=layer.bias_column)
-            return delta.to(grad.dtype)
-        a_eig = (state["A_eigenvalues"].to(dtype), state["A_eigenvectors"].to(dtype))
-        g_eig = (state["G_eigenvalues"].to(dtype), state["G_eigenvectors"].to(dtype))
-        return precondition_eigen(grad.to(dtype), a_eig, g_eig, damping).to(grad.dtype)
+            return precondition_cholesky(grad, inverses[0], inverses[1], bias=bias)
+        return precondition_eigen(grad, (inverses[0], inverses[1]), (inverses[2], inverses[3]), damping)
 
     def all_reduce_gradients(self) -> None:
         """
@@ -841,7 +854,7 @@ class KFAC(th.optim.Optimizer):
         self.last_step_info = []
         group_updates = [self._group_updates(group) for group in self.param_groups]
         # Δᵀ∇ = ΔᵀF̂Δ per group: the quadratic model of the KL (ACKTR paper sec. 3.2)
-        vgs = [sum((float((delta * grad).sum()) for _, grad, delta in updates), 0.0) for updates in group_updates]
+        vgs = [self._inner_product(updates) for updates in group_updates]
         if not all(math.isfinite(vg) for vg in vgs):
             self.skipped_steps += 1
             warnings.warn(
@@ -852,16 +865,9 @@ class KFAC(th.optim.Optimizer):
             self._reset_damaged_statistics()
             return loss
         nus = self._trust_region_scales(vgs)
-        # The new momentum buffers (baselines: buf <- m·buf + ν·Δ), checked before any weight moves
+        # The new momentum buffers, checked before any weight moves
         buffers = [
-            [
-                (
-                    delta * nu
-                    if "momentum_buffer" not in self.state[param]
-                    else self.state[param]["momentum_buffer"].mul(group["momentum"]).add_(delta, alpha=nu)
-                )
-                for param, _, delta in updates
-            ]
+            self._momentum_buffers(updates, group["momentum"], nu)
             for group, updates, nu in zip(self.param_groups, group_updates, nus, strict=True)
         ]
         flat = [buffer for group_buffers in buffers for buffer in group_buffers]
@@ -870,13 +876,45 @@ class KFAC(th.optim.Optimizer):
             return loss
         for group, updates, group_buffers, vg, nu in zip(self.param_groups, group_updates, buffers, vgs, nus, strict=True):
             lr, momentum = group["lr"], group["momentum"]
-            for (param, _, _), buffer in zip(updates, group_buffers, strict=True):
+            params = [param for param, _, _ in updates]
+            for param, buffer in zip(params, group_buffers, strict=True):
                 self.state[param]["momentum_buffer"] = buffer
+            if params:
                 # θ <- θ - lr·(1 - m)·buf (a loaded buffer may have another dtype than the weight)
-                param.add_(buffer.to(param.dtype), alpha=-lr * (1 - momentum))
+                steps = [
+                    buffer if buffer.dtype == param.dtype else buffer.to(param.dtype)
+                    for param, buffer in zip(params, group_buffers, strict=True)
+                ]
+                th._foreach_add_(params, steps, alpha=-lr * (1 - momentum))
             quadratic_kl = 0.5 * (lr * nu) ** 2 * max(vg, 0.0)
             self.last_step_info.append({"nu": nu, "vg": vg, "quadratic_kl": quadratic_kl})
         return loss
+
+    @staticmethod
+    def _inner_product(updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]]) -> float:
+        """``Δᵀ∇`` over a group's parameters: one product of the concatenated vectors, one host sync."""
+        if not updates:
+            return 0.0
+        deltas = th.cat([delta.reshape(-1) for _, _, delta in updates])
+        grads = th.cat([grad.reshape(-1) for _, grad, _ in updates])
+        return float(th.dot(deltas, grads.to(deltas.dtype)))
+
+    def _momentum_buffers(
+        self, updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]], momentum: float, nu: float
+    ) -> list[th.Tensor]:
+        """
+        The new momentum buffers of a group's parameters (OpenAI baselines: ``buf ← m·buf + ν·Δ``, ``ν·Δ`` at the first
+        step), as new tensors, by fused (``_foreach``) operations; the stored buffers are left as they are.
+        """
+        olds = [self.state[param].get("momentum_buffer") for param, _, _ in updates]
+        buffers = list(th._foreach_mul([delta for _, _, delta in updates], nu))
+        with_old = [index for index, old in enumerate(olds) if old is not None]
+        if with_old:
+            continued = th._foreach_mul([olds[index] for index in with_old], momentum)  # type: ignore[misc]
+            th._foreach_add_(continued, [updates[index][2] for index in with_old], alpha=nu)
+            for index, buffer in zip(with_old, continued, strict=True):
+                buffers[index] = buffer
+        return buffers
 
     #: The statistics of a parameter, removed together when they are damaged (the counter restarts their average)
     STATISTICS = (

@@ -6,7 +6,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_acktr.kfac import KFAC
-from sb3_acktr.kfac.factors import conv2d_mean_patches, conv2d_patches, input_second_moment
+from sb3_acktr.kfac.factors import (
+    BIAS_APART_FROM_WIDTH,
+    conv2d_mean_patches,
+    conv2d_patches,
+    input_second_moment,
+    row_second_moment,
+)
 
 
 def per_sample_output_grads(model: nn.Module, layer: nn.Module, x: th.Tensor, targets: th.Tensor) -> list[th.Tensor]:
@@ -480,3 +486,13 @@ def test_bad_sample_mask(mask, message):
         output = layer(th.randn(5, 3))
     with pytest.raises(ValueError, match=message):
         optimizer.update_curvature(output.square().mean(), sample_mask=mask)
+
+
+@pytest.mark.parametrize("width", [1, 7, BIAS_APART_FROM_WIDTH - 1, BIAS_APART_FROM_WIDTH, BIAS_APART_FROM_WIDTH + 3])
+def test_row_second_moment_with_and_without_the_bias_border(width):
+    """Narrow (a column of ones) or wide (the border from row sums), Σ ā āᵀ over ā = [a, 1]; without a bias Σ a aᵀ."""
+    th.manual_seed(width)
+    rows = th.randn(11, width, dtype=th.float64)
+    homogeneous = th.cat([rows, th.ones(11, 1, dtype=th.float64)], dim=1)
+    th.testing.assert_close(row_second_moment(rows, bias=True), homogeneous.t() @ homogeneous)
+    th.testing.assert_close(row_second_moment(rows, bias=False), rows.t() @ rows)

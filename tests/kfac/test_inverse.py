@@ -5,6 +5,7 @@ import math
 import pytest
 import torch as th
 
+from sb3_acktr.kfac.factors import BIAS_APART_FROM_WIDTH
 from sb3_acktr.kfac.inverse import (
     cholesky_inverses,
     damped_cholesky_inverse,
@@ -64,9 +65,12 @@ def test_eigen_decomposition_clamps_round_off():
     th.testing.assert_close(vectors @ vectors.t(), th.eye(2, dtype=th.float64))
 
 
-@pytest.mark.parametrize("shape", [(3, 5), (4, 2), (1, 9)])
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 5), (4, 2), (1, 9), (3, BIAS_APART_FROM_WIDTH - 1), (3, BIAS_APART_FROM_WIDTH), (2, BIAS_APART_FROM_WIDTH + 7)],
+)
 def test_bias_blocks_give_the_same_preconditioned_gradient(shape):
-    """Applying A⁻¹ by blocks around the bias column gives G⁻¹ [∇W, ∇b] A⁻¹ as one product does."""
+    """Narrow or wide (A⁻¹ by blocks around the bias column), the result is G⁻¹ [∇W, ∇b] A⁻¹ as one product gives."""
     th.manual_seed(5)
     n_out, n_in = shape
     a_root = th.randn(n_in + 1, n_in + 1, dtype=th.float64)
