@@ -189,14 +189,10 @@ def applied_step_model_kl(optimizer: KFAC, before: dict[int, th.Tensor], params:
         if id(layer.weight) not in chosen:
             continue
         state, damping = optimizer.state[layer.weight], optimizer._group_of(layer.weight)["damping"]
-        columns = [(weight.detach() - before[id(weight)]).reshape(layer.g_dim, -1) for weight in layer.weights]
-        if layer.bias_column:
-            # The bias coordinate moved by the sum of its biases' steps (each got its share)
-            bias_steps = [bias.detach() - before[id(bias)] for bias in layer.biases]
-            columns.append(
-                sum(bias_steps[1:], bias_steps[0]).reshape(-1, 1) if bias_steps else columns[0].new_zeros(layer.g_dim, 1)
-            )
-        matrix = th.cat(columns, dim=1).double()
+        # The bias coordinate moved by the sum of its biases' steps (each got its share)
+        bias_steps = [bias.detach() - before[id(bias)] for bias in layer.biases]
+        bias_step = sum(bias_steps[1:], bias_steps[0]) if bias_steps else None
+        matrix = layer.matrix([weight.detach() - before[id(weight)] for weight in layer.weights], bias_step).double()
         if "A_inv" in state:
             curvature = th.linalg.solve(state["G_inv"].double(), matrix) @ th.linalg.inv(state["A_inv"].double())
         elif "A_eigenvectors" in state:

@@ -64,6 +64,7 @@ from rl_zoo3.utils import StoreDict  # noqa: E402
 from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.logger import configure  # noqa: E402
 from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -305,12 +306,14 @@ class Run:
             print(f"continuing {self.name} from {self.model.num_timesteps} steps", file=sys.stderr)
         self.maybe_evaluate()  # step 0 (or a checkpoint written before its results)
         callbacks = [*manager.callbacks, EvaluateAfterUpdates(self)]
+        if self.args.train_log is not None:
+            self.model.set_logger(configure(str(self.args.train_log), ["csv"]))
         self.model.learn(
             max(budget - self.model.num_timesteps, 0),
             callback=callbacks,
             reset_num_timesteps=not resume,
             # None turns SB3's logging off (rl-zoo does the same), although SB3 annotates an int
-            log_interval=None,  # type: ignore[arg-type]
+            log_interval=None if self.args.train_log is None else 1,  # type: ignore[arg-type]
         )
         if not self.primary:
             return
@@ -369,6 +372,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="Results (json) and checkpoints go here")
     parser.add_argument("--quick", action="store_true", help="2,000 steps, an evaluation every 1,000: a smoke test")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar")
+    parser.add_argument(
+        "--train-log",
+        type=Path,
+        help="Also write SB3's logger output (the train/ keys) of every update to TRAIN_LOG/progress.csv, to see why a "
+        "run learns as it does (nothing else changes: the run stays the same)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.budget = args.budget or 2_000

@@ -53,6 +53,21 @@ class KroneckerLayer:
         """The size of G: the matrix's rows."""
         return self.weight.shape[0]
 
+    def matrix(self, weights: list[th.Tensor], bias: th.Tensor | None) -> th.Tensor:
+        """
+        Tensors in the weights' shapes and a vector for the bias coordinate as the ``(g_dim, a_dim)`` matrix
+        ``[W₁, …, W_k, b]`` of the block (the one place for its column layout).
+
+        :param weights: One tensor per weight, in its shape
+        :param bias: The bias coordinate's column (zeros if None; ignored without a bias column)
+        :return: The matrix
+        """
+        # A Linear's or an LSTM's weight is its matrix already (no reshape: this runs for every layer at every step)
+        columns = [weight if weight.dim() == 2 else weight.reshape(self.g_dim, -1) for weight in weights]
+        if self.bias_column:
+            columns.append((self.weight.new_zeros(self.g_dim) if bias is None else bias).reshape(-1, 1))
+        return th.cat(columns, dim=1)
+
     def gradient_matrix(self) -> th.Tensor | None:
         """
         The gradient as the ``(g_dim, a_dim)`` matrix ``[∇W₁, …, ∇b]`` (a parameter without gradient counts zero; the
@@ -62,17 +77,10 @@ class KroneckerLayer:
         """
         if all(param.grad is None for param in self.params):
             return None
-        # A Linear's or an LSTM's weight is its matrix already (no reshape: this runs for every layer at every step)
-        columns = [th.zeros_like(w) if w.grad is None else w.grad for w in self.weights]
-        columns = [column if column.dim() == 2 else column.reshape(self.g_dim, -1) for column in columns]
-        if self.bias_column:
-            grads = [bias.grad for bias in self.biases if bias.grad is not None]
-            if not grads:
-                bias_grad = self.weight.new_zeros(self.g_dim)
-            else:  # one bias (Linear, Conv2d): its own gradient, no copy
-                bias_grad = grads[0] if len(grads) == 1 else sum(grads[1:], grads[0]) / len(grads)
-            columns.append(bias_grad.reshape(-1, 1))
-        return th.cat(columns, dim=1)
+        grads = [bias.grad for bias in self.biases if bias.grad is not None]
+        # One bias (Linear, Conv2d): its own gradient, no copy
+        bias_grad = None if not grads else grads[0] if len(grads) == 1 else sum(grads[1:], grads[0]) / len(grads)
+        return self.matrix([th.zeros_like(w) if w.grad is None else w.grad for w in self.weights], bias_grad)
 
     def split_update(self, delta: th.Tensor) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
         """

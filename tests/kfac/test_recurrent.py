@@ -309,6 +309,21 @@ def test_packed_sequence_is_refused():
         lstm(packed)
 
 
+def test_forward_set_after_construction_is_refused_and_kept():
+    """A forward given to the LSTM instance after KFAC was built: a clear error, and the user's forward stays."""
+    lstm = nn.LSTM(INPUT, HIDDEN)
+    optimizer = KFAC(nn.ModuleDict(dict(lstm=lstm)))
+
+    def own_forward(input, hx=None):
+        return nn.LSTM.forward(lstm, input, hx)
+
+    lstm.forward = own_forward
+    with pytest.raises(RuntimeError, match=r"the nn.LSTM of layer 'lstm.l0' got a forward of its own after KFAC was built"):
+        with optimizer.record_curvature():
+            pass
+    assert lstm.forward is own_forward
+
+
 def test_lstm_forms_coincide_for_one_step_sequences():
     """Sequences of one step: the reduce form (sequences as samples) is the expand form (steps as samples)."""
     th.manual_seed(8)
