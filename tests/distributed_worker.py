@@ -108,13 +108,35 @@ def parameter_hash(model: nn.Module) -> str:
 
 
 def acktr_identical(out_dir: Path) -> None:
-    """50 updates of 2 ranks × 4 envs; rank 0 writes every rank's parameter digest, the step count and the seeds."""
-    model = make_acktr()
-    model.learn(50 * model.n_steps * model.n_envs * dist.get_world_size())
+    """
+    50 updates of 2 ranks × 4 envs; rank 0 writes every rank's parameter digest, the step count and the seeds. A
+    ``target_kl`` below the updates' KL makes its multiplier move: each rank measures the KL on its own samples.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class MultiplierTrace(BaseCallback):
+        """The learning rate's multiplier before each rollout (rank 0)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.values: list[float] = []
+
+        def _on_rollout_start(self) -> None:
+            self.values.append(self.model.kl_lr_multiplier)  # type: ignore[attr-defined]
+
+        def _on_step(self) -> bool:
+            return True
+
+    # Below most of these updates' exact KL in one process (median 2.5e-7), so that the multiplier moves both ways
+    model = make_acktr(target_kl=5e-8)
+    trace = MultiplierTrace()
+    model.learn(50 * model.n_steps * model.n_envs * dist.get_world_size(), callback=trace)
     hashes: list[str | None] = [None] * dist.get_world_size()
     dist.all_gather_object(hashes, parameter_hash(model.policy))
     first_obs: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(first_obs, model.rollout_buffer.observations[0].tolist())
+    multipliers: list[float | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(multipliers, model.kl_lr_multiplier)
     model.save(out_dir / "model")
     dist.barrier()  # rank 0 wrote the file
     # Loaded back into a distributed run, training goes on in lockstep
@@ -128,6 +150,8 @@ def acktr_identical(out_dir: Path) -> None:
     dist.all_gather_object(reloaded_hashes, parameter_hash(reloaded.policy))
     if dist.get_rank() == 0:
         summary = {"hashes": hashes, "num_timesteps": model.num_timesteps, "n_updates": model._n_updates}
+        summary["kl_lr_multipliers"] = multipliers
+        summary["kl_lr_multiplier_trace"] = trace.values  # callbacks run on rank 0 only
         summary["reloaded"] = {"hashes": reloaded_hashes, "kfac_steps": reloaded.policy.optimizer.steps}  # type: ignore[attr-defined]
         summary["distinct_first_observations"] = len({json.dumps(obs) for obs in first_obs})
         (out_dir / "acktr.json").write_text(json.dumps(summary))

@@ -65,6 +65,10 @@ def acktr_run(tmp_path_factory):
 def test_acktr_ranks_stay_bitwise_identical_and_count_global_steps(acktr_run):
     summary, _ = acktr_run
     assert summary["hashes"][0] == summary["hashes"][1]
+    # target_kl adapted the learning rate to the KL averaged over the ranks: the same multiplier on both, after moving
+    first, second = summary["kl_lr_multipliers"]
+    trace = summary["kl_lr_multiplier_trace"]
+    assert first == second and len(trace) == 50 and len(set(trace)) > 2
     # 50 updates of 2 ranks × 4 envs × 20 steps: num_timesteps counts both ranks' steps
     assert summary["n_updates"] == 50
     assert summary["num_timesteps"] == 50 * 2 * 4 * 20

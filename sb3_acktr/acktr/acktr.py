@@ -23,7 +23,7 @@ from sb3_acktr.acktr.distributed import GlobalTimesteps, all_agree, join_torchru
 from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
-from sb3_acktr.kfac.distributed import check_same_on_all_ranks, default_process_group
+from sb3_acktr.kfac.distributed import all_reduce_mean_, check_same_on_all_ranks, default_process_group
 from sb3_acktr.kfac.hyperparameters import DEFAULTS, GROUP_OPTIONS, HYPERPARAMETERS
 
 SelfACKTR = TypeVar("SelfACKTR", bound="ACKTR")
@@ -61,6 +61,12 @@ KFAC_TRUST_REGIONS = {"joint": "joint", "per_network": "per_group"}
 EXACT_KL_SAMPLES = 64
 #: Below this initial learning rate (Adam/RMSprop's scale) ACKTR warns: its steps are natural-gradient steps
 SMALLEST_USUAL_LEARNING_RATE = 1e-3
+#: ``target_kl``'s adaptation (OpenAI baselines' continuous-control ACKTR): the learning rate's multiplier is divided by
+#: this factor after an update whose exact KL exceeds twice the target, multiplied by it below half the target
+KL_ADAPTATION_FACTOR = 1.5
+#: The multiplier's range: at most 1 (``learning_rate`` stays the largest step, the paper's η_max); at least 1e-4, from
+#: which 23 updates under half the target bring it back to 1 (baselines clamped its step size to [1e-8, 1])
+KL_MULTIPLIER_RANGE = (1e-4, 1.0)
 
 
 def observation_rows(observations: th.Tensor | dict[str, th.Tensor], rows: slice) -> th.Tensor | dict[str, th.Tensor]:
@@ -136,6 +142,12 @@ class ACKTR(OnPolicyAlgorithm):
     :param trust_region: ``"joint"``: one trust-region scale for actor and critic together (SB2);
         ``"per_network"``: actor and critic each scaled by their own ν (needs an actor and a critic that share
         no parameter, as SB3's default MlpPolicy or ``share_features_extractor=False``)
+    :param target_kl: If set, adapt the step size to the real KL of the updates, as OpenAI baselines' continuous-control
+        ACKTR did: after each update, its exact KL (``train/exact_kl``, averaged over the ranks of a distributed run)
+        above ``2 * target_kl`` divides the learning rate's multiplier by 1.5, below ``target_kl / 2`` multiplies it by
+        1.5, within [1e-4, 1] (``learning_rate`` stays the largest step). It bounds the KL that the trust region's
+        quadratic model under-predicts, as on a recurrent policy (docs/benchmark.md). ``None``: off. Not PPO's
+        ``target_kl``, which stops a PPO update's epochs early
     :param normalize_advantage: Whether to normalize or not the advantage
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
         instead of action noise exploration (default: False)
@@ -187,6 +199,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_inverse_method: str = kfac_default("kfac_inverse_method"),
         kfac_distributed_inverses: str = kfac_default("kfac_distributed_inverses"),
         trust_region: str = "joint",
+        target_kl: float | None = None,
         normalize_advantage: bool = False,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
@@ -242,6 +255,9 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_inverse_method = kfac_inverse_method
         self.kfac_distributed_inverses = kfac_distributed_inverses
         self.trust_region = trust_region
+        self.target_kl = target_kl
+        #: The learning rate's multiplier that ``target_kl`` adapts (1 without it)
+        self.kl_lr_multiplier = 1.0
         self.normalize_advantage = normalize_advantage
 
         if "optimizer_class" in self.policy_kwargs or "optimizer_kwargs" in self.policy_kwargs:
@@ -273,6 +289,10 @@ class ACKTR(OnPolicyAlgorithm):
         for name, kfac_name in KFAC_ARGUMENTS.items():
             HYPERPARAMETERS[kfac_name].check(name, getattr(self, name))
         check_choice("trust_region", self.trust_region, tuple(KFAC_TRUST_REGIONS))
+        if self.target_kl is not None:
+            check_number(
+                "target_kl", self.target_kl, 0.0, low_open=True, hint="Try the trust region's δ, kfac_clip / 2, or None."
+            )
         initial = self.learning_rate(1.0) if callable(self.learning_rate) else self.learning_rate
         if 0 < initial < SMALLEST_USUAL_LEARNING_RATE:
             warnings.warn(
@@ -335,7 +355,7 @@ class ACKTR(OnPolicyAlgorithm):
         """The hyperparameters that must be equal on every rank (K-FAC checks the network and its own options)."""
         names = (
             "n_steps", "n_envs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "vf_fisher_coef", "max_grad_norm",
-            *KFAC_ARGUMENTS, "trust_region", "normalize_advantage", "use_sde", "sde_sample_freq",
+            *KFAC_ARGUMENTS, "trust_region", "target_kl", "normalize_advantage", "use_sde", "sde_sample_freq",
         )  # fmt: skip
         schedule = self.learning_rate if callable(self.learning_rate) else None
         return {
@@ -386,7 +406,7 @@ class ACKTR(OnPolicyAlgorithm):
         # The parameter-group options (KFAC names) set by ACKTR arguments
         options = {kfac_name: getattr(self, name) for name, kfac_name in KFAC_ARGUMENTS.items() if kfac_name in GROUP_OPTIONS}
         for group in self.policy.optimizer.param_groups:
-            group.update(lr=self.lr_schedule(self._current_progress_remaining), **options)
+            group.update(lr=self.lr_schedule(self._current_progress_remaining) * self.kl_lr_multiplier, **options)
 
     def _actor_critic_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]] | None:
         """The actor's and the critic's trainable parameters, or None if they share any (or cannot be told apart)."""
@@ -555,6 +575,8 @@ class ACKTR(OnPolicyAlgorithm):
                 # Also when the step raises (e.g. a group option set to NaN): the policy trains on, as A2C's
                 self.policy.set_training_mode(True)
 
+        if self.target_kl is not None:
+            self._adapt_to_kl(exact_kl)
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 
         self._n_updates += 1
@@ -566,6 +588,35 @@ class ACKTR(OnPolicyAlgorithm):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self._record_trust_region(optimizer, exact_kl)
+
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        """The schedule's learning rate (SB3), times the multiplier ``target_kl`` adapts; both logged."""
+        super()._update_learning_rate(optimizers)
+        if self.target_kl is None:
+            return
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.kl_lr_multiplier
+        self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining) * self.kl_lr_multiplier)
+        self.logger.record("train/kl_lr_multiplier", self.kl_lr_multiplier)
+
+    def _adapt_to_kl(self, exact_kl: float) -> None:
+        """
+        ``target_kl``'s rule (OpenAI baselines' ``acktr_cont``): the next updates' learning-rate multiplier from this
+        update's exact KL (averaged over the ranks, so that every rank keeps the same multiplier and weights).
+
+        :param exact_kl: The update's exact KL on this rank's samples
+        """
+        assert self.target_kl is not None
+        if self._process_group is not None:
+            kl = th.tensor([exact_kl], dtype=th.float64, device=self.device)
+            all_reduce_mean_([kl], self._process_group)
+            exact_kl = float(kl)
+        low, high = KL_MULTIPLIER_RANGE
+        if exact_kl > 2 * self.target_kl:
+            self.kl_lr_multiplier = max(low, self.kl_lr_multiplier / KL_ADAPTATION_FACTOR)
+        elif exact_kl < self.target_kl / 2:
+            self.kl_lr_multiplier = min(high, self.kl_lr_multiplier * KL_ADAPTATION_FACTOR)
 
     def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None]:
         """
