@@ -376,7 +376,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--train-log",
         type=Path,
         help="Also write SB3's logger output (the train/ keys) of every update to TRAIN_LOG/progress.csv, to see why a "
-        "run learns as it does (nothing else changes: the run stays the same)",
+        "run learns as it does (nothing else changes: the run stays the same). SB3 dumps before each update: a row "
+        "holds the previous update's train/ keys, and the last update's are not written",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -1,5 +1,6 @@
 """The benchmark scripts run (--quick, as subprocesses) and the report computes the protocol's figures correctly."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -71,12 +72,19 @@ def test_sample_efficiency_quick_and_report(tmp_path):
     # Both algorithms at once (2 cores): most of each run is imports
     processes = [
         start_script(
-            "sample_efficiency.py", "--quick", "--algo", algo, "--seed", "0", "--out-dir", str(tmp_path), "--no-progress"
+            "sample_efficiency.py", "--quick", "--algo", algo, "--seed", "0", "--out-dir", str(tmp_path), "--no-progress",
+            *(["--train-log", str(tmp_path / "train_log")] if algo == "acktr" else []),
         )
         for algo in ("acktr", "a2c")
-    ]
+    ]  # fmt: skip
     for process in processes:
         finish_script(process)
+    # --train-log: SB3's logger output of each update (2,000 steps of 8 envs x 20 steps: 13 updates). SB3 dumps before
+    # train(): a row holds the previous update's train/ keys, the first row none, and the last update is not dumped
+    with open(tmp_path / "train_log" / "progress.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 13 and not rows[0]["train/exact_kl"]
+    assert all(float(row["train/exact_kl"]) >= 0 for row in rows[1:])
     for algo in ("acktr", "a2c"):
         results = json.loads((tmp_path / f"CartPole-v1__{algo}__seed0.json").read_text())
         assert results["done"] and results["timesteps"][0] == 0 and results["timesteps"][-1] >= 2000
@@ -286,6 +294,29 @@ def test_training_episodes_counts_the_papers_way(tmp_path):
     assert summary["episodes_to_threshold"] == 120 + 73
     assert summary["steps_to_threshold"] == 120 * 10 + 73 * 20
     assert summary["best_rolling_mean"] == pytest.approx(21.0)
+
+
+def test_kl_in_runs_reads_the_updates_of_a_train_log(tmp_path):
+    """Ten updates with exact KL 0.1δ, ..., 1.0δ... 2.0δ and a model half the exact KL: statistics in units of δ."""
+    from kl_in_runs import kl_statistics
+
+    delta = 0.01
+    exact = [delta * k / 5 for k in range(1, 11)]  # 0.2δ, 0.4δ, ..., 2.0δ
+    lines = ["time/iterations,train/exact_kl,train/quadratic_kl_actor", "1,,"]  # the first row: a rollout, no update
+    lines += [f"{index + 2},{kl!r},{kl / 2!r}" for index, kl in enumerate(exact)]
+    (tmp_path / "progress.csv").write_text("\n".join(lines) + "\n")
+    stats = kl_statistics(tmp_path, delta)
+    assert stats["updates"] == 10
+    assert stats["median"] == pytest.approx(1.1) and stats["largest"] == pytest.approx(2.0)
+    assert stats["p90"] == pytest.approx(1.82)  # numpy's linear interpolation between 1.8δ and 2.0δ
+    # 1.2δ ... 2.0δ are above δ; none is above 2δ
+    assert stats["above_delta"] == pytest.approx(0.5) and stats["above_two_delta"] == 0.0
+    assert stats["exact_over_model"] == pytest.approx(2.0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "progress.csv").write_text("time/iterations,train/exact_kl\n1,\n")
+    with pytest.raises(ValueError, match=r"has no train/exact_kl: write it with sample_efficiency\.py --train-log"):
+        kl_statistics(empty, delta)
 
 
 def test_scale_quick(tmp_path):
