@@ -294,6 +294,15 @@ def test_training_episodes_counts_the_papers_way(tmp_path):
     assert summary["episodes_to_threshold"] == 120 + 73
     assert summary["steps_to_threshold"] == 120 * 10 + 73 * 20
     assert summary["best_rolling_mean"] == pytest.approx(21.0)
+    # Two labelled runs (the second one segment only) and their curves: the command line, the summaries and the plot
+    stdout = run_script(
+        "training_episodes.py", "--plot", str(tmp_path / "curves.png"),
+        "--run", "ACKTR", str(first), str(second), "--run", "A2C", str(first),
+    )  # fmt: skip
+    summaries = json.loads(stdout)
+    assert summaries["ACKTR"] == summary and summaries["ACKTR"]["threshold"] == 9.3  # human level, from the name
+    assert summaries["A2C"]["episodes"] == 120 and summaries["A2C"]["episodes_to_threshold"] is None
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
 
 
 def test_kl_in_runs_reads_the_updates_of_a_train_log(tmp_path):
