@@ -915,6 +915,8 @@ class KFAC(th.optim.Optimizer):
         The new momentum buffers of a group's parameters (OpenAI baselines: ``buf ← m·buf + ν·Δ``, ``ν·Δ`` at the first
         step), as new tensors, by fused (``_foreach``) operations; the stored buffers are left as they are.
         """
+        if not updates:  # no parameter of the group has a gradient (torch's _foreach ops refuse empty lists)
+            return []
         olds = [self.state[param].get("momentum_buffer") for param, _, _ in updates]
         buffers = list(th._foreach_mul([delta for _, _, delta in updates], nu))
         with_old = [index for index, old in enumerate(olds) if old is not None]

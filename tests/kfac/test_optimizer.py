@@ -617,3 +617,20 @@ def test_state_of_another_dtype_loads_and_steps():
     assert optimizer.skipped_steps == 0 and all(
         param.dtype == th.float32 and th.isfinite(param).all() for param in single.parameters()
     )
+
+
+def test_a_group_without_gradients_steps_the_others():
+    """A parameter group none of whose parameters got a gradient (an unused branch) is left as it is; the others step."""
+    th.manual_seed(0)
+    used, unused = nn.Linear(4, 3).double(), nn.Linear(4, 3).double()
+    model = nn.ModuleDict(dict(used=used, unused=unused))
+    optimizer = KFAC(model, param_groups=[{"params": list(used.parameters())}, {"params": list(unused.parameters())}])
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    for seed in range(3):
+        x, y = make_batch(seed)
+        fisher_then_gradient(optimizer, used, x, y)
+        optimizer.step()
+    assert optimizer.skipped_steps == 0 and all(param.grad is None for param in unused.parameters())
+    for name, param in model.named_parameters():
+        assert th.equal(param, before[name]) == name.startswith("unused"), name
+    assert [info["vg"] for info in optimizer.last_step_info][1] == 0.0
