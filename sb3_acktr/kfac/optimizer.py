@@ -918,14 +918,21 @@ class KFAC(th.optim.Optimizer):
         if not updates:  # no parameter of the group has a gradient (torch's _foreach ops refuse empty lists)
             return []
         olds = [self.state[param].get("momentum_buffer") for param, _, _ in updates]
-        buffers = list(th._foreach_mul([delta for _, _, delta in updates], nu))
-        with_old = [index for index, old in enumerate(olds) if old is not None]
-        if with_old:
-            continued = th._foreach_mul([olds[index] for index in with_old], momentum)  # type: ignore[misc]
-            th._foreach_add_(continued, [updates[index][2] for index in with_old], alpha=nu)
-            for index, buffer in zip(with_old, continued, strict=True):
+        buffers: list[th.Tensor | None] = [None] * len(updates)
+        # Each buffer computed once: ν·Δ for a parameter's first step, m·buf + ν·Δ after (every step but the first)
+        for has_old in (False, True):
+            indices = [index for index, old in enumerate(olds) if (old is not None) == has_old]
+            if not indices:
+                continue
+            deltas = [updates[index][2] for index in indices]
+            if has_old:
+                new = th._foreach_mul([olds[index] for index in indices], momentum)  # type: ignore[misc]
+                th._foreach_add_(new, deltas, alpha=nu)
+            else:
+                new = th._foreach_mul(deltas, nu)
+            for index, buffer in zip(indices, new, strict=True):
                 buffers[index] = buffer
-        return buffers
+        return buffers  # type: ignore[return-value]
 
     #: The statistics of a parameter, removed together when they are damaged (the counter restarts their average)
     STATISTICS = (
