@@ -401,12 +401,11 @@ class KFAC(th.optim.Optimizer):
             yield
             return
         # One layer per LSTM (its modules are shared by its layers)
-        lstm_layers = {id(layer.module): layer for layer in self.layers if isinstance(layer.module, nn.LSTM)}
-        lstms = [layer.module for layer in lstm_layers.values() if isinstance(layer.module, nn.LSTM)]
-        for layer in lstm_layers.values():
-            if "forward" in vars(layer.module):
+        lstms = {id(layer.module): (layer.name, layer.module) for layer in self.layers if isinstance(layer.module, nn.LSTM)}
+        for name, lstm in lstms.values():
+            if "forward" in vars(lstm):
                 raise RuntimeError(
-                    f"KFAC.record_curvature: the nn.LSTM of layer '{layer.name}' got a forward of its own after "
+                    f"KFAC.record_curvature: the nn.LSTM of layer '{name}' got a forward of its own after "
                     "KFAC was built; the curvature pass would replace it (it runs nn.LSTM's cell step by step). Set it "
                     "before building KFAC (the LSTM then uses the diagonal Fisher) or remove it."
                 )
@@ -415,7 +414,7 @@ class KFAC(th.optim.Optimizer):
         handles = [
             layer.module.register_forward_hook(self._make_recorder(layer)) for layer in self.layers if layer.lstm_layer is None
         ]
-        for lstm in lstms:
+        for _, lstm in lstms.values():
             # An instance attribute shadows nn.LSTM.forward until the context ends: the fused kernel does not run twice
             lstm.forward = self._make_lstm_recorder(lstm)  # type: ignore[method-assign]
         try:
@@ -423,7 +422,7 @@ class KFAC(th.optim.Optimizer):
         finally:
             for handle in handles:
                 handle.remove()
-            for lstm in lstms:
+            for _, lstm in lstms.values():
                 del lstm.forward
 
     @staticmethod
