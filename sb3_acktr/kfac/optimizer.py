@@ -912,26 +912,22 @@ class KFAC(th.optim.Optimizer):
     ) -> list[th.Tensor]:
         """
         The new momentum buffers of a group's parameters (OpenAI baselines: ``buf ← m·buf + ν·Δ``, ``ν·Δ`` at the first
-        step), as new tensors, by fused (``_foreach``) operations; the stored buffers are left as they are.
+        step), as new tensors; the stored buffers are left as they are. Fused (``_foreach``) operations in the steady state.
         """
         if not updates:  # no parameter of the group has a gradient (torch's _foreach ops refuse empty lists)
             return []
         olds = [self.state[param].get("momentum_buffer") for param, _, _ in updates]
-        buffers: list[th.Tensor | None] = [None] * len(updates)
-        # Each buffer computed once: ν·Δ for a parameter's first step, m·buf + ν·Δ after (every step but the first)
-        for has_old in (False, True):
-            indices = [index for index, old in enumerate(olds) if (old is not None) == has_old]
-            if not indices:
-                continue
-            deltas = [updates[index][2] for index in indices]
-            if has_old:
-                new = th._foreach_mul([olds[index] for index in indices], momentum)  # type: ignore[misc]
-                th._foreach_add_(new, deltas, alpha=nu)
-            else:
-                new = th._foreach_mul(deltas, nu)
-            for index, buffer in zip(indices, new, strict=True):
-                buffers[index] = buffer
-        return buffers  # type: ignore[return-value]
+        deltas = [delta for _, _, delta in updates]
+        present = [old for old in olds if old is not None]
+        if len(present) == len(olds):  # every step but the first: m·buf + ν·Δ, fused over the group
+            buffers = list(th._foreach_mul(present, momentum))
+            th._foreach_add_(buffers, deltas, alpha=nu)
+            return buffers
+        # A parameter's first step (ν·Δ), possibly beside parameters that already have a buffer
+        return [
+            delta * nu if old is None else th.add(old * momentum, delta, alpha=nu)
+            for old, delta in zip(olds, deltas, strict=True)
+        ]
 
     #: The statistics of a parameter, removed together when they are damaged (the counter restarts their average)
     STATISTICS = (

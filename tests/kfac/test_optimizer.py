@@ -1,5 +1,6 @@
 """KFAC steps against independent computations: dense Kronecker solves, the exact natural gradient, the trust region."""
 
+import copy
 import io
 import math
 
@@ -419,12 +420,27 @@ def test_non_finite_momentum_buffer_is_reset_not_applied(bad):
         optimizer.step()
     assert optimizer.skipped_steps == 1
     assert all(th.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    assert "momentum_buffer" not in optimizer.state[weight] and "momentum_buffer" in optimizer.state[model[0].bias]
+    bias = model[0].bias
+    assert "momentum_buffer" not in optimizer.state[weight] and "momentum_buffer" in optimizer.state[bias]
     small_classifier_step(optimizer, model, seed=2)
+    # The same step without momentum moves each parameter by -lr·ν·Δ: the fresh increments ν·Δ
+    fresh_model = copy.deepcopy(model)
+    fresh = KFAC(fresh_model, momentum=0.0)
+    fresh.load_state_dict(optimizer.state_dict())
+    fresh.param_groups[0]["momentum"] = 0.0
+    fresh.state[fresh_model[0].weight]["momentum_buffer"] = th.zeros_like(weight)  # every buffer present: the fused path
+    for param, fresh_param in zip(model.parameters(), fresh_model.parameters(), strict=True):
+        fresh_param.grad = param.grad.clone()
+    old_bias_buffer = optimizer.state[bias]["momentum_buffer"].clone()
     optimizer.step()
+    fresh.step()
     assert optimizer.skipped_steps == 1
-    assert all(th.isfinite(param).all() for param in model.parameters())
-    assert not th.equal(before[0], weight)
+    lr, momentum = optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"]
+    increments = [(old - new.detach()) / lr for old, new in zip(before, fresh_model.parameters(), strict=True)]
+    # Mixed group: the weight starts again from ν·Δ, the bias goes on with m·buf + ν·Δ
+    th.testing.assert_close(optimizer.state[weight]["momentum_buffer"], increments[0])
+    th.testing.assert_close(optimizer.state[bias]["momentum_buffer"], momentum * old_bias_buffer + increments[1])
+    th.testing.assert_close(before[0] - weight.detach(), lr * (1 - momentum) * increments[0])
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
