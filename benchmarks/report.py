@@ -26,9 +26,16 @@ import numpy as np
 from protocol import DOCS_STATIC, RESULTS_DIR, SANITY_CHECKS, THRESHOLDS, run_label
 from tables import table_header
 
-ALGO_NAMES = {"acktr": "ACKTR", "a2c": "A2C", "ppo": "PPO", "ppo_lstm": "RecurrentPPO", "acktr_lstm": "RecurrentACKTR"}
+ALGO_NAMES = {
+    "acktr": "ACKTR",
+    "a2c": "A2C",
+    "a2c_at_acktr": "A2C at ACKTR's settings",
+    "ppo": "PPO",
+    "ppo_lstm": "RecurrentPPO",
+    "acktr_lstm": "RecurrentACKTR",
+}
 #: Rows in this order; variants (``acktr-reduce``) after their algorithm
-ALGO_ORDER = ("a2c", "ppo", "acktr", "ppo_lstm", "acktr_lstm")
+ALGO_ORDER = ("a2c", "a2c_at_acktr", "ppo", "acktr", "ppo_lstm", "acktr_lstm")
 
 
 def algo_name(label: str) -> str:
@@ -38,7 +45,8 @@ def algo_name(label: str) -> str:
 
 
 def ordered_labels(labels: Sequence[str]) -> list[str]:
-    """The run labels of an env, A2C first, then PPO, then ACKTR, each algorithm before its variants."""
+    """The run labels of an env, A2C first (rl-zoo's, then at ACKTR's settings), then PPO, then ACKTR, each algorithm
+    before its variants."""
     return sorted(labels, key=lambda label: (ALGO_ORDER.index(label.partition("-")[0]), label))
 
 
@@ -321,7 +329,14 @@ def draw_curves(axis: Any, env_id: str, by_algo: dict[str, list[dict[str, Any]]]
 
     Seeds are interpolated onto a common grid (evaluations fall at update boundaries, which differ by algorithm).
     """
-    colors = {"a2c": "tab:blue", "ppo": "tab:green", "acktr": "tab:red", "ppo_lstm": "tab:olive", "acktr_lstm": "tab:purple"}
+    colors = {
+        "a2c": "tab:blue",
+        "a2c_at_acktr": "tab:cyan",
+        "ppo": "tab:green",
+        "acktr": "tab:red",
+        "ppo_lstm": "tab:olive",
+        "acktr_lstm": "tab:purple",
+    }
     extra_colors = iter(("tab:purple", "tab:orange", "tab:brown", "tab:pink"))
     for algo in ordered_labels(list(by_algo)):
         color = colors.get(algo) or next(extra_colors)

@@ -4,7 +4,9 @@ One sample-efficiency run of the benchmark protocol: ACKTR or A2C on one env and
 The env and the model are built as ``rl_zoo3.train`` builds them (rl-zoo's ``ExperimentManager``): ACKTR with the
 package's ``hyperparams/acktr.yml``, A2C with rl-zoo's own ``a2c.yml``. rl-zoo 2.9.2 has A2C MuJoCo entries only for
 ``-v4`` ids, so a ``-v5`` env uses its ``-v4`` entry, and a MuJoCo env with no entry at all (Reacher,
-InvertedDoublePendulum) uses ``mujoco-defaults`` (normalize: true); the results file says which.
+InvertedDoublePendulum) uses ``mujoco-defaults`` (normalize: true); the results file says which. ``--algo
+a2c_at_acktr`` is A2C at ACKTR's settings: ACKTR's entry with A2C's optimizer at a tuned learning rate
+(``benchmarks/a2c_at_acktr.py``).
 
 Every ``--eval-freq`` environment steps (at the first update boundary at or after each multiple, so that the policy
 evaluated has been updated on every step counted; plus step 0 and the end), the deterministic policy plays
@@ -42,6 +44,7 @@ import torch as th
 # Small networks on 2 shared cores: one torch thread, as rl-zoo's --num-threads 1
 th.set_num_threads(1)
 
+import a2c_at_acktr  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import rl_zoo3  # noqa: E402
 import rl_zoo3.import_envs  # noqa: E402  (registers rl-zoo's envs and patches, as rl_zoo3.train does)
@@ -70,7 +73,7 @@ from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization  # 
 from tqdm import tqdm  # noqa: E402
 
 from sb3_acktr.minatar import ENV_ID_PREFIX, register_minatar_envs  # noqa: E402
-from sb3_acktr.zoo import ZOO_CONFIGS, register  # noqa: E402
+from sb3_acktr.zoo import HYPERPARAMS, ZOO_CONFIGS, register  # noqa: E402
 
 #: This process's rank and the number of ranks (torchrun sets them; one process otherwise)
 RANK, WORLD_SIZE = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -86,10 +89,21 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
     (``LunarLanderNoVel-v2`` for ``-v3``; MuJoCo ``-v5`` ids: the ``-v4`` entry, or ``mujoco-defaults`` when there is
     none).
 
-    :param algo: ``"acktr"``, ``"acktr_lstm"``, or an rl-zoo algorithm (``"a2c"``, ``"ppo"``, ``"ppo_lstm"``)
+    For ``a2c_at_acktr``, the substitute is A2C's entry at ACKTR's settings (:mod:`a2c_at_acktr`).
+
+    :param algo: ``"acktr"``, ``"acktr_lstm"``, ``"a2c_at_acktr"``, or an rl-zoo algorithm (``"a2c"``, ``"ppo"``,
+        ``"ppo_lstm"``)
     :param env_id: Environment id
     :return: ``(yaml path, substitute entry or None, description of the entry used)``
     """
+    if algo == a2c_at_acktr.NAME:
+        rate = a2c_at_acktr.tuned_learning_rate(env_id)
+        return (
+            HYPERPARAMS,
+            a2c_at_acktr.a2c_entry(env_id, rate),
+            f"{HYPERPARAMS.name}: {env_id} less ACKTR's keys, A2C's optimizer at learning rate {rate:g} "
+            f"({a2c_at_acktr.TUNED.name})",
+        )
     ours = algo in ZOO_CONFIGS
     path = ZOO_CONFIGS[algo] if ours else RL_ZOO_HYPERPARAMS / f"{algo}.yml"
     own = BENCHMARK_HYPERPARAMS / f"{algo}.yml"
@@ -356,7 +370,7 @@ class EvaluateAfterUpdates(BaseCallback):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
-    parser.add_argument("--algo", required=True, choices=["acktr", "acktr_lstm", "a2c", "ppo", "ppo_lstm"])
+    parser.add_argument("--algo", required=True, choices=["acktr", "acktr_lstm", "a2c", a2c_at_acktr.NAME, "ppo", "ppo_lstm"])
     parser.add_argument("--seed", type=int, default=0, help="Training seed")
     parser.add_argument("--budget", type=int, help="Environment steps (default: 100k CartPole, 200k Acrobot, else 1M)")
     parser.add_argument("--eval-freq", type=int, help="Evaluate every N steps (default: 2k CartPole/Acrobot, else 10k)")
@@ -387,6 +401,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_freq = args.eval_freq or DEFAULT_EVAL_FREQS.get(args.env, DEFAULT_EVAL_FREQ)
     if args.budget <= 0 or args.eval_freq <= 0:
         parser.error("--budget and --eval-freq must be positive")
+    if args.algo == a2c_at_acktr.NAME:
+        try:
+            a2c_at_acktr.tuned_learning_rate(args.env)
+        except KeyError as error:
+            parser.error(error.args[0])
     if bool(args.params) != bool(args.variant):
         parser.error("--params and --variant go together: a run with other hyperparameters is reported as a variant")
     if WORLD_SIZE > 1:
@@ -402,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = parse_args(argv)
     register()
+    if args.algo == a2c_at_acktr.NAME:
+        a2c_at_acktr.register(args.env)
     if args.env.startswith(ENV_ID_PREFIX):
         register_minatar_envs()
     Run(args).execute()

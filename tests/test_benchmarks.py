@@ -364,3 +364,107 @@ def test_scale_bytes_and_projection_from_the_shapes():
     communication = 6 * latency + 1.5 * size / bandwidth  # ring all-reduce: 2(N-1)·α + 2(N-1)/N·bytes/B
     assert row["communication_s"] == pytest.approx(communication)
     assert row["steps_per_s"] == pytest.approx(4 * 100 / (0.5 + communication))
+
+
+@pytest.fixture
+def a2c_at_acktr_registered(monkeypatch):
+    """rl-zoo's dicts as they were once the test is over (the script registers ``a2c_at_acktr`` in them)."""
+    import a2c_at_acktr
+    import rl_zoo3
+    from rl_zoo3 import hyperparams_opt
+    from stable_baselines3 import A2C
+
+    monkeypatch.setitem(rl_zoo3.ALGOS, a2c_at_acktr.NAME, A2C)
+    monkeypatch.setitem(hyperparams_opt.HYPERPARAMS_SAMPLER, a2c_at_acktr.NAME, None)
+    monkeypatch.setitem(hyperparams_opt.HYPERPARAMS_CONVERTER, a2c_at_acktr.NAME, None)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    return a2c_at_acktr
+
+
+def test_a2c_at_acktr_entry_is_acktrs_less_its_own_keys():
+    from a2c_at_acktr import a2c_entry
+
+    # Hopper-v5 in hyperparams/acktr.yml, written out by hand: kfac_stats_warm_up, kfac_clip, trust_region are ACKTR's
+    shared = {
+        "normalize": True,
+        "n_envs": 1,
+        "n_timesteps": 1e6,
+        "policy": "MlpPolicy",
+        "n_steps": 2500,
+        "gamma": 0.99,
+        "gae_lambda": 0.97,
+        "ent_coef": 0.0,
+        "vf_coef": 0.25,
+        "max_grad_norm": 0.5,
+        "policy_kwargs": "dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh)",
+    }
+    assert a2c_entry("Hopper-v5", 3e-4) == {**shared, "learning_rate": 3e-4}
+    # CartPole-v1 leaves n_steps and vf_coef to ACKTR's defaults (20, 0.25), which A2C's (5, 0.5) must not replace;
+    # its learning rate is ACKTR's constant default, Acrobot-v1's a linear schedule: A2C's keeps the shape
+    assert a2c_entry("CartPole-v1", 1e-3) == {
+        "n_envs": 8,
+        "n_timesteps": 1e5,
+        "policy": "MlpPolicy",
+        "n_steps": 20,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "learning_rate": 1e-3,
+    }
+    assert a2c_entry("Acrobot-v1", 1e-3)["learning_rate"] == "lin_0.001"
+    assert a2c_entry("Acrobot-v1", 1e-3)["vf_coef"] == 0.25
+    assert "learning_rate" not in a2c_entry("Acrobot-v1", None)
+    with pytest.raises(KeyError, match=r"acktr\.yml has no entry for NoSuchEnv-v0"):
+        a2c_entry("NoSuchEnv-v0", 1e-3)
+
+
+def test_a2c_at_acktr_run_trains_a2c_on_acktrs_batch(tmp_path, monkeypatch, a2c_at_acktr_registered, capsys):
+    import sample_efficiency
+    import torch as th
+    from stable_baselines3 import A2C
+
+    tuned = tmp_path / "tuned.yml"
+    monkeypatch.setattr(a2c_at_acktr_registered, "TUNED", tuned)
+    tuned.write_text("# nothing tuned yet\n")
+    with pytest.raises(SystemExit):
+        sample_efficiency.parse_args(["--algo", "a2c_at_acktr", "--env", "CartPole-v1"])
+    assert "no tuned learning rate for CartPole-v1" in capsys.readouterr().err
+
+    tuned.write_text("CartPole-v1:\n  learning_rate: 0.0021\n")
+    sample_efficiency.main(["--quick", "--algo", "a2c_at_acktr", "--out-dir", str(tmp_path), "--no-progress"])
+    name = "CartPole-v1__a2c_at_acktr__seed0"
+    results = json.loads((tmp_path / f"{name}.json").read_text())
+    assert results["done"] and results["timesteps"][-1] >= 2000
+    assert "less ACKTR's keys" in results["hyperparams_source"]
+    model = A2C.load(tmp_path / "checkpoints" / name / "model.zip")
+    # ACKTR's CartPole batch (8 envs x ACKTR's default 20 steps), A2C's RMSprop at the tuned rate
+    assert (model.n_envs, model.n_steps, model.vf_coef, model.ent_coef) == (8, 20, 0.5, 0.0)
+    assert model.lr_schedule(1.0) == model.lr_schedule(0.0) == 0.0021 and isinstance(model.policy.optimizer, th.optim.RMSprop)
+    run_script("report.py", "--results", str(tmp_path), "--out-dir", str(tmp_path / "report"))
+    assert "| A2C at ACKTR's settings |" in (tmp_path / "report" / "sample_efficiency.md").read_text()
+
+
+def test_a2c_at_acktr_tunes_the_learning_rate_alone(tmp_path, a2c_at_acktr_registered):
+    import optuna
+    from rl_zoo3.utils import SimpleLinearSchedule
+
+    a2c_at_acktr = a2c_at_acktr_registered
+    storage = tmp_path / "study.log"
+    a2c_at_acktr.main(
+        ["--env", "Acrobot-v1", "-n", "640", "-optimize", "--n-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1",
+         "--n-startup-trials", "2", "--no-optim-plots", "--storage", str(storage), "--study-name", "lr", "--seed", "100",
+         "--num-threads", "1", "-f", str(tmp_path / "logs")]
+    )  # fmt: skip
+    study = optuna.load_study(
+        study_name="lr", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    )
+    assert len(study.trials) == 2
+    low, high = a2c_at_acktr.LEARNING_RATE_RANGE
+    assert all(
+        set(trial.params) == {"learning_rate"} and low <= trial.params["learning_rate"] <= high for trial in study.trials
+    )
+    # Acrobot's ACKTR entry is a linear schedule: so is the A2C rate drawn (and written back) for it
+    sampled = a2c_at_acktr.sample_learning_rate(optuna.trial.FixedTrial({"learning_rate": 1e-3}), 3, 16, {}, linear=True)
+    assert isinstance(sampled["learning_rate"], SimpleLinearSchedule) and sampled["learning_rate"](1.0) == 1e-3
+    assert a2c_at_acktr.convert_learning_rate({"learning_rate": 1e-3}, linear=True) == {"learning_rate": "lin_0.001"}
+    with pytest.raises(SystemExit):
+        a2c_at_acktr.main(["--env", "Acrobot-v1", "--algo", "a2c"])
