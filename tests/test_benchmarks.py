@@ -400,7 +400,7 @@ def test_a2c_at_acktr_entry_is_acktrs_less_its_own_keys():
     }
     assert a2c_entry("Hopper-v5", 3e-4) == {**shared, "learning_rate": 3e-4}
     # CartPole-v1 leaves n_steps and vf_coef to ACKTR's defaults (20, 0.25), which A2C's (5, 0.5) must not replace;
-    # its learning rate is ACKTR's constant default, Acrobot-v1's a linear schedule: A2C's keeps the shape
+    # its learning rate is ACKTR's constant default, MountainCar-v0's a linear schedule: A2C's keeps the shape
     assert a2c_entry("CartPole-v1", 1e-3) == {
         "n_envs": 8,
         "n_timesteps": 1e5,
@@ -410,9 +410,9 @@ def test_a2c_at_acktr_entry_is_acktrs_less_its_own_keys():
         "vf_coef": 0.5,
         "learning_rate": 1e-3,
     }
-    assert a2c_entry("Acrobot-v1", 1e-3)["learning_rate"] == "lin_0.001"
-    assert a2c_entry("Acrobot-v1", 1e-3)["vf_coef"] == 0.25
-    assert "learning_rate" not in a2c_entry("Acrobot-v1", None)
+    assert a2c_entry("MountainCar-v0", 1e-3)["learning_rate"] == "lin_0.001"
+    assert a2c_entry("MountainCar-v0", 1e-3)["vf_coef"] == 0.25
+    assert "learning_rate" not in a2c_entry("MountainCar-v0", None)
     with pytest.raises(KeyError, match=r"acktr\.yml has no entry for NoSuchEnv-v0"):
         a2c_entry("NoSuchEnv-v0", 1e-3)
 
@@ -450,7 +450,7 @@ def test_a2c_at_acktr_tunes_the_learning_rate_alone(tmp_path, a2c_at_acktr_regis
     a2c_at_acktr = a2c_at_acktr_registered
     storage = tmp_path / "study.log"
     a2c_at_acktr.main(
-        ["--env", "Acrobot-v1", "-n", "640", "-optimize", "--n-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1",
+        ["--env", "MountainCar-v0", "-n", "640", "-optimize", "--n-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1",
          "--n-startup-trials", "2", "--no-optim-plots", "--storage", str(storage), "--study-name", "lr", "--seed", "100",
          "--num-threads", "1", "-f", str(tmp_path / "logs")]
     )  # fmt: skip
@@ -462,9 +462,9 @@ def test_a2c_at_acktr_tunes_the_learning_rate_alone(tmp_path, a2c_at_acktr_regis
     assert all(
         set(trial.params) == {"learning_rate"} and low <= trial.params["learning_rate"] <= high for trial in study.trials
     )
-    # Acrobot's ACKTR entry is a linear schedule: so is the A2C rate drawn (and written back) for it
+    # MountainCar's ACKTR entry is a linear schedule: so is the A2C rate drawn (and written back) for it
     sampled = a2c_at_acktr.sample_learning_rate(optuna.trial.FixedTrial({"learning_rate": 1e-3}), 3, 16, {}, linear=True)
     assert isinstance(sampled["learning_rate"], SimpleLinearSchedule) and sampled["learning_rate"](1.0) == 1e-3
     assert a2c_at_acktr.convert_learning_rate({"learning_rate": 1e-3}, linear=True) == {"learning_rate": "lin_0.001"}
     with pytest.raises(SystemExit):
-        a2c_at_acktr.main(["--env", "Acrobot-v1", "--algo", "a2c"])
+        a2c_at_acktr.main(["--env", "MountainCar-v0", "--algo", "a2c"])
