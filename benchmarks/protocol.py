@@ -11,6 +11,9 @@ THRESHOLDS: dict[str, float] = {
     "Acrobot-v1": -100.0,
     "LunarLander-v3": 200.0,
     "Pendulum-v1": -200.0,
+    # Not in the protocol's list: gymnasium's reward_threshold for the two
+    "MountainCar-v0": -110.0,
+    "MountainCarContinuous-v0": 90.0,
     "LunarLanderContinuous-v3": 200.0,
     "HalfCheetah-v5": 1500.0,
     "Hopper-v5": 2000.0,
@@ -30,13 +33,15 @@ THRESHOLDS: dict[str, float] = {
 }
 
 #: Reported, but not counted in the median ratio over tasks (tuned A2C solves them early already)
-SANITY_CHECKS = ("CartPole-v1", "Acrobot-v1")
+SANITY_CHECKS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0")
 
 #: Environment steps per run when ``--budget`` is not given
 DEFAULT_BUDGETS: dict[str, int] = {
     "CartPole-v1": 100_000,
     "CartPoleNoVel-v1": 100_000,
     "Acrobot-v1": 200_000,
+    # The ACKTR entry's n_timesteps (rl-zoo's A2C entry says 100k)
+    "MountainCarContinuous-v0": 300_000,
     "MinAtar/Breakout-v1": 5_000_000,
     "MinAtar/SpaceInvaders-v1": 5_000_000,
     "MinAtar/Asterix-v1": 5_000_000,
