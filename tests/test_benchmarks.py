@@ -450,9 +450,9 @@ def test_a2c_at_acktr_tunes_the_learning_rate_alone(tmp_path, a2c_at_acktr_regis
     a2c_at_acktr = a2c_at_acktr_registered
     storage = tmp_path / "study.log"
     a2c_at_acktr.main(
-        ["--env", "MountainCar-v0", "-n", "640", "-optimize", "--n-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1",
-         "--n-startup-trials", "2", "--no-optim-plots", "--storage", str(storage), "--study-name", "lr", "--seed", "100",
-         "--num-threads", "1", "-f", str(tmp_path / "logs")]
+        ["--env", "MountainCar-v0", "-n", "640", "-optimize", "--n-trials", "2", "--n-evaluations", "1",
+         "--eval-episodes", "1", "--n-startup-trials", "2", "--no-optim-plots", "--storage", str(storage),
+         "--study-name", "lr", "--seed", "100", "--num-threads", "1", "-f", str(tmp_path / "logs")]
     )  # fmt: skip
     study = optuna.load_study(
         study_name="lr", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
