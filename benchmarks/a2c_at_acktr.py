@@ -108,9 +108,8 @@ def a2c_entry(env_id: str, learning_rate: float | None) -> dict[str, Any]:
     """
     entry = acktr_entry(env_id)
     linear = linear_schedule(entry)
-    entry = acktr_defaults_a2c_lacks() | {
-        key: value for key, value in entry.items() if key not in acktr_only_keys() | {"learning_rate"}
-    }
+    dropped = acktr_only_keys() | {"learning_rate"}
+    entry = acktr_defaults_a2c_lacks() | {key: value for key, value in entry.items() if key not in dropped}
     if learning_rate is not None:
         entry["learning_rate"] = f"lin_{learning_rate}" if linear else learning_rate
     return entry
