@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch as th
 import torch.nn as nn
+from sb3_contrib.common.torch_layers import BatchRenorm1d
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_acktr import ACKTR
+from sb3_acktr.acktr.policies import training_mode_matters
 
 
 class FlattenBatchNormDropoutExtractor(BaseFeaturesExtractor):
@@ -125,3 +128,60 @@ def test_predict_with_dropout_batch_norm(env_id):
     # No change in batch norm params
     for param_before, param_after in zip(batch_norm_stats_before, batch_norm_stats_after, strict=True):
         assert th.isclose(param_before, param_after).all()
+
+
+class ScaledLinear(nn.Linear):
+    """A module of no known package: whether its forward reads ``self.training`` cannot be known."""
+
+
+class TrainSwitchedLinear(nn.Linear):
+    """A torch module overriding train() (its __module__ set to torch's, as if it were one of them)."""
+
+    __module__ = "torch.nn.modules.linear"
+
+    def train(self, mode: bool = True) -> "TrainSwitchedLinear":
+        return super().train(mode)
+
+
+@pytest.mark.parametrize(
+    "module, matters",
+    [
+        (nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.ReLU(), nn.Flatten(), nn.LayerNorm(2)), False),
+        (nn.LSTM(2, 2, num_layers=2), False),
+        (nn.LSTM(2, 2, num_layers=2, dropout=0.1), True),
+        (nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.0)), True),
+        (nn.Sequential(nn.Linear(2, 2), nn.RReLU()), True),
+        (nn.BatchNorm1d(2), True),
+        (nn.InstanceNorm1d(2), True),
+        (nn.TransformerEncoderLayer(4, 2), True),
+        (BatchRenorm1d(2), True),
+        (nn.Sequential(ScaledLinear(2, 2)), True),
+        (TrainSwitchedLinear(2, 2), True),
+    ],
+)
+def test_training_mode_matters(module, matters):
+    assert training_mode_matters(module) is matters
+
+
+def test_sb3_policies_compute_the_same_in_both_modes():
+    box = gym.spaces.Box(0, 255, (3, 36, 36), dtype=np.uint8)
+    assert not training_mode_matters(ActorCriticPolicy(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), lambda _: 0.1))
+    assert not training_mode_matters(ActorCriticCnnPolicy(box, gym.spaces.Discrete(2), lambda _: 0.1))
+
+
+@pytest.mark.parametrize("extractor", [None, FlattenBatchNormDropoutExtractor])
+def test_exact_kl_in_eval_mode_where_the_mode_matters(extractor):
+    """The exact KL's forward passes run in eval mode with BatchNorm/Dropout; without, the mode is not switched."""
+    policy_kwargs = dict(net_arch=[16]) if extractor is None else dict(net_arch=[16], features_extractor_class=extractor)
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, policy_kwargs=policy_kwargs, seed=0)
+    switches, modes = [], []
+    set_training_mode, get_distribution = model.policy.set_training_mode, model.policy.get_distribution
+    model.policy.set_training_mode = lambda mode: switches.append(mode) or set_training_mode(mode)  # type: ignore[method-assign]
+    model.policy.get_distribution = lambda obs: modes.append(model.policy.training) or get_distribution(obs)  # type: ignore[method-assign]
+    model.learn(16)
+    # Two updates, each with the policy before and after its step
+    assert modes == [extractor is None] * 4
+    # SB3: eval mode for the rollout, train mode for the update; ACKTR: eval mode around the exact KL if it matters
+    per_update = [False, True, False, True] if extractor is not None else [False, True]
+    assert switches == per_update * 2
+    assert model.policy.training

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_acktr.acktr.distributed import GlobalTimesteps, all_agree, join_torchrun, launched_by_torchrun
-from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_acktr.acktr.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, training_mode_matters
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.checks import check_choice, check_interval, check_number
 from sb3_acktr.kfac.distributed import all_reduce_mean_, check_same_on_all_ranks, default_process_group
@@ -341,6 +341,9 @@ class ACKTR(OnPolicyAlgorithm):
             param_groups=param_groups,
             **{kfac_name: getattr(self, name) for name, kfac_name in KFAC_ARGUMENTS.items()},
         )
+        #: Whether the exact KL's forward passes need evaluation mode (a policy without dropout, batch norm, ... computes
+        #: the same in both: switching costs a walk over every module, twice per update)
+        self._exact_kl_in_eval_mode = training_mode_matters(self.policy)
 
     @property
     def _process_group(self) -> dist.ProcessGroup | None:
@@ -553,7 +556,8 @@ class ACKTR(OnPolicyAlgorithm):
             # Exact KL of the update (paper, appendix E), to compare with the quadratic model: the policy before and
             # after the step, on a fixed subsample of the batch, in eval mode (BatchNorm and Dropout as at prediction)
             kl_samples, kl_mask = self._exact_kl_samples(rollout_data, mask)
-            self.policy.set_training_mode(False)
+            if self._exact_kl_in_eval_mode:
+                self.policy.set_training_mode(False)
             try:
                 with th.no_grad():
                     # A shallow copy: the next forward pass replaces the policy's action_dist in place
@@ -573,7 +577,8 @@ class ACKTR(OnPolicyAlgorithm):
                     exact_kl = masked_mean(sample_kl, kl_mask).item()
             finally:
                 # Also when the step raises (e.g. a group option set to NaN): the policy trains on, as A2C's
-                self.policy.set_training_mode(True)
+                if self._exact_kl_in_eval_mode:
+                    self.policy.set_training_mode(True)
 
         if self.target_kl is not None:
             self._adapt_to_kl(exact_kl)

@@ -55,6 +55,11 @@ def all_finite(tensors: list[th.Tensor]) -> bool:
     return bool(th.stack(th._foreach_norm(tensors)).isfinite().all())
 
 
+def _tensor_key(tensor: th.Tensor) -> tuple[Any, ...]:
+    """What identifies a tensor's values without reading them: its memory, shape, strides and dtype."""
+    return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype
+
+
 class _FactorSums(NamedTuple):
     """A layer's Kronecker-factor sums over a batch and their normalisers (``A = a_sum / a_norm``, ``G = g_sum / g_norm``)."""
 
@@ -674,8 +679,14 @@ class KFAC(th.optim.Optimizer):
     def _select_rows(
         records: list[Record], output_grads: tuple[th.Tensor | None, ...], rows: th.Tensor
     ) -> tuple[list[Record], tuple[th.Tensor | None, ...]]:
-        """The same ``rows`` of every recorded input and output gradient."""
-        selected = [record._replace(inputs=record.inputs[rows]) for record in records]
+        """The same ``rows`` of every recorded input and output gradient (inputs fed to several layers stay shared)."""
+        inputs: dict[tuple[Any, ...], th.Tensor] = {}
+        selected = []
+        for record in records:
+            key = _tensor_key(record.inputs)
+            if key not in inputs:
+                inputs[key] = record.inputs[rows]
+            selected.append(record._replace(inputs=inputs[key]))
         return selected, tuple(None if grad is None else grad[rows] for grad in output_grads)
 
     @staticmethod
@@ -687,21 +698,33 @@ class KFAC(th.optim.Optimizer):
         by the ``samples`` of the Fisher loss (:mod:`sb3_acktr.kfac.recurrent`).
         """
         sums: dict[KroneckerLayer, _FactorSums] = {}
+        # Linear layers fed the same tensor (an actor's and a critic's first layers on shared features) share A's sum
+        linear_moments: dict[tuple[Any, ...], tuple[th.Tensor, int]] = {}
         for record, grad_output in zip(records, output_grads, strict=True):
             if grad_output is None:  # this call does not influence the Fisher loss
                 continue
             layer = record.layer
-            if layer.lstm_layer is None:
-                a_sum, a_norm = input_second_moment(layer.module, record.inputs, weight_sharing=layer.weight_sharing)
-            else:
+            if layer.lstm_layer is not None:
                 a_sum, a_norm = row_second_moment(record.inputs, layer.bias_column), samples
-            g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, scale, layer.weight_sharing)
+            elif isinstance(layer.module, nn.Linear):
+                key = (*_tensor_key(record.inputs), layer.module.bias is not None)
+                if key not in linear_moments:
+                    linear_moments[key] = input_second_moment(layer.module, record.inputs)
+                a_sum, a_norm = linear_moments[key]
+            else:
+                a_sum, a_norm = input_second_moment(layer.module, record.inputs, weight_sharing=layer.weight_sharing)
+            # The rows unscaled: G's sum is scaled by scale² with the normalisation, in one fused operation below
+            g_rows, g_norm = layer_output_grad_rows(layer.module, grad_output, 1, layer.weight_sharing)
             call = _FactorSums(a_sum, a_norm, g_rows.t() @ g_rows, g_norm)
             if layer in sums:
                 old = sums[layer]
                 call = _FactorSums(old.a_sum + a_sum, old.a_norm + a_norm, old.g_sum + call.g_sum, old.g_norm + g_norm)
             sums[layer] = call
-        return {layer: (total.a_sum / total.a_norm, total.g_sum / total.g_norm) for layer, total in sums.items()}
+        if not sums:
+            return {}
+        totals = [tensor for total in sums.values() for tensor in (total.a_sum, total.g_sum)]
+        factors = th._foreach_div(totals, [x for total in sums.values() for x in (total.a_norm, total.g_norm / scale**2)])
+        return {layer: (factors[2 * i], factors[2 * i + 1]) for i, layer in enumerate(sums)}
 
     def _running_averages(self, averages: list[tuple[th.Tensor, dict[str, th.Tensor], bool]]) -> None:
         """

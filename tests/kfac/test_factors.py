@@ -5,6 +5,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
+import sb3_acktr.kfac.optimizer as optimizer_module
 from sb3_acktr.kfac import KFAC
 from sb3_acktr.kfac.factors import (
     BIAS_APART_FROM_WIDTH,
@@ -167,6 +168,49 @@ def test_shared_layer_pools_calls():
     optimizer.update_curvature(0.5 * (output**2).sum(dim=1).mean())
     inputs = th.cat([x, th.tanh(hidden).detach()])
     th.testing.assert_close(optimizer.state[layer.weight]["A"], inputs.t() @ inputs / 8)
+
+
+class TwoHeads(nn.Module):
+    """An actor's and a critic's heads on the same features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.pi, self.vf = nn.Linear(4, 5), nn.Linear(5, 3), nn.Linear(5, 1)
+
+    def forward(self, x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        features = th.tanh(self.body(x))
+        return self.pi(features), self.vf(features)
+
+
+@pytest.mark.parametrize("stats_samples", [None, 4])
+def test_layers_on_one_input_share_its_second_moment(monkeypatch, stats_samples):
+    """Two heads fed the same tensor: each one's A is that tensor's second moment (of the drawn rows), computed once."""
+    calls = []
+
+    def counted(module: nn.Module, x: th.Tensor, **kwargs) -> tuple[th.Tensor, int]:
+        calls.append(tuple(x.shape))
+        return input_second_moment(module, x, **kwargs)
+
+    monkeypatch.setattr(optimizer_module, "input_second_moment", counted)
+    th.manual_seed(0)
+    model = TwoHeads().double()
+    x, targets = th.randn(10, 4, dtype=th.float64), th.randint(0, 3, (10,))
+    optimizer = KFAC(model, stats_samples=stats_samples)
+    with optimizer.record_curvature():
+        logits, values = model(x)
+    th.manual_seed(1)
+    optimizer.update_curvature(F.cross_entropy(logits, targets) + 0.5 * (values**2).mean())
+    features = th.tanh(model.body(x)).detach()
+    if stats_samples is not None:
+        th.manual_seed(1)
+        features = features[th.randperm(10)[:stats_samples]]
+    bordered = F.pad(features, (0, 1), value=1.0)
+    expected = bordered.t() @ bordered / len(features)
+    a_pi, a_vf = optimizer.state[model.pi.weight]["A"], optimizer.state[model.vf.weight]["A"]
+    th.testing.assert_close(a_pi, expected)
+    th.testing.assert_close(a_vf, expected)
+    assert a_pi is not a_vf  # each layer's running average is its own
+    assert calls == [(len(features), 4), (len(features), 5)]  # the body's input, then the shared features once
 
 
 def test_sum_reduction_does_not_rescale():
