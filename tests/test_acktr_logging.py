@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    MultiCategoricalDistribution,
+    kl_divergence,
+)
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
 
 from sb3_acktr import ACKTR
-from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES
+from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES, distribution_rows
 from tests.helpers import ACKTR_TRAIN_KEYS, RecordingLogger, actor_kl_ratios
 
 # The keys ACKTR.train() logs with the default joint trust region; train/n_updates is excluded from TensorBoard
@@ -72,35 +79,53 @@ def test_acktr_fisher_losses_only_logged_when_curvature_is_updated():
     assert n_fisher_logs == n_updates // 2
 
 
-def test_exact_kl_at_every_update_matches_an_independent_computation():
+class Snapshot(BaseCallback):
+    """The observations of the last rollout and the policy's distribution on them, before its update."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        assert isinstance(self.model, ACKTR)
+        buffer = self.model.rollout_buffer
+        self.observations = th.as_tensor(buffer.observations).reshape(-1, *buffer.obs_shape)
+        with th.no_grad():
+            # A shallow copy: the next forward pass replaces the policy's action_dist in place
+            self.before = copy.copy(self.model.policy.get_distribution(self.observations))
+
+
+ENVS_BY_DISTRIBUTION = {
+    "categorical": (lambda: make_vec_env("CartPole-v1", n_envs=4, seed=0), {}),
+    "diagonal Gaussian": (lambda: make_vec_env("Pendulum-v1", n_envs=4, seed=0), {}),
+    "gSDE": (lambda: make_vec_env("Pendulum-v1", n_envs=4, seed=0), dict(use_sde=True)),
+    "multi-categorical": (lambda: make_vec_env(lambda: IdentityEnvMultiDiscrete(3), n_envs=4, seed=0), {}),
+    "Bernoulli": (lambda: make_vec_env(lambda: IdentityEnvMultiBinary(3), n_envs=4, seed=0), {}),
+}
+
+
+@pytest.mark.parametrize("distribution", list(ENVS_BY_DISTRIBUTION))
+def test_exact_kl_at_every_update_matches_an_independent_computation(distribution):
     """A batch of at most EXACT_KL_SAMPLES: train/exact_kl is the mean KL(π_before || π_after) over all of it."""
-
-    class Snapshot(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-        def _on_rollout_end(self) -> None:
-            assert isinstance(self.model, ACKTR)
-            self.policy = copy.deepcopy(self.model.policy)
-            self.observations = th.as_tensor(self.model.rollout_buffer.observations).reshape(-1, 4)
-
+    make_env, kwargs = ENVS_BY_DISTRIBUTION[distribution]
     n_steps, n_envs = 8, 4
     assert n_steps * n_envs <= EXACT_KL_SAMPLES
-    model = ACKTR("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=0), n_steps=n_steps, seed=0)
+    # A step large enough for a KL far above float32's rounding of the log-probabilities (~1e-9)
+    model = ACKTR("MlpPolicy", make_env(), n_steps=n_steps, seed=0, learning_rate=1.0, kfac_clip=0.01, **kwargs)
     logger = RecordingLogger()
     model.set_logger(logger)
     snapshot = Snapshot()
-    model.learn(n_steps * n_envs, callback=snapshot)
+    model.learn(3 * n_steps * n_envs, callback=snapshot)
     with th.no_grad():
-        before = snapshot.policy.get_distribution(snapshot.observations).distribution
-        after = model.policy.get_distribution(snapshot.observations).distribution
-    expected = th.distributions.kl_divergence(before, after).mean().item()
-    assert expected > 0
-    assert logger.name_to_value["train/exact_kl"] == pytest.approx(expected, rel=1e-5)
+        after = model.policy.get_distribution(snapshot.observations)
+    sample_kl = kl_divergence(snapshot.before, after)
+    expected = (sample_kl.sum(dim=1) if sample_kl.dim() > 1 else sample_kl).mean().item()
+    assert expected > 1e-6
+    assert logger.name_to_value["train/exact_kl"] == pytest.approx(expected, rel=1e-3)
 
 
 def test_exact_kl_on_a_fixed_subsample_at_every_update():
-    """A larger batch: two forward passes of EXACT_KL_SAMPLES rows per update (before and after the step)."""
+    """A larger batch: the policy on EXACT_KL_SAMPLES rows, before the step from the training forward pass (the policy's
+    mode does not matter here), after it from one forward pass per update."""
     n_steps, n_envs, n_updates = 40, 4, 3
     model = ACKTR("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=0), n_steps=n_steps, seed=0)
     logger = RecordingLogger()
@@ -109,9 +134,47 @@ def test_exact_kl_on_a_fixed_subsample_at_every_update():
     calls = []
     model.policy.get_distribution = lambda obs: calls.append(len(obs)) or get_distribution(obs)
     model.learn(n_steps * n_envs * n_updates, log_interval=1)
-    assert calls == [EXACT_KL_SAMPLES] * 2 * n_updates
+    assert calls == [EXACT_KL_SAMPLES] * n_updates
     # Every dump shows it (SB3 dumps before train(): the first dump comes before any update)
     assert [dump.get("train/exact_kl", -1.0) >= 0 for dump in logger.dumps] == [False, True, True]
+
+
+def test_exact_kl_on_the_same_rows_as_with_two_forward_passes():
+    """The rows taken from the training forward pass are those a forward pass before the step gives (same run)."""
+    histories = []
+    for two_forward_passes in (False, True):
+        env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
+        model = ACKTR("MlpPolicy", env, n_steps=40, seed=0, learning_rate=1.0, kfac_clip=0.01)
+        # As for a policy whose mode matters (the switch itself changes nothing here)
+        model._exact_kl_in_eval_mode = two_forward_passes
+        logger = RecordingLogger()
+        model.set_logger(logger)
+        model.learn(160 * 10)
+        histories.append([value for key, value in logger.history if key == "train/exact_kl"])
+    assert len(histories[0]) == 10 and min(histories[0]) > 1e-7
+    # Up to float32 rounding of the log-probabilities (a few 1e-9); other rows would give KLs apart by ~1e-6
+    assert histories[0] == pytest.approx(histories[1], rel=1e-3, abs=2e-8)
+
+
+def test_distribution_rows():
+    """Rows of each torch distribution SB3's action distributions hold; None for a kind without a known parametrisation."""
+    logits, loc, scale = th.randn(5, 3, requires_grad=True), th.randn(5, 2), th.rand(5, 2) + 0.1
+    categorical = CategoricalDistribution(3).proba_distribution(logits)
+    rows = distribution_rows(categorical, slice(1, 3))
+    assert rows is not None and rows is not categorical and categorical.distribution.logits.shape == (5, 3)
+    th.testing.assert_close(rows.distribution.probs, categorical.distribution.probs[1:3].detach())
+    assert not rows.distribution.logits.requires_grad
+    gaussian = DiagGaussianDistribution(2)
+    gaussian.distribution = th.distributions.Normal(loc, scale)
+    rows = distribution_rows(gaussian, slice(0, 2))
+    assert rows is not None
+    th.testing.assert_close(rows.distribution.loc, loc[:2])
+    th.testing.assert_close(rows.distribution.scale, scale[:2])
+    multi = MultiCategoricalDistribution([2, 3]).proba_distribution(th.randn(5, 5))
+    rows = distribution_rows(multi, slice(0, 4))
+    assert rows is not None and [part.logits.shape for part in rows.distribution] == [(4, 2), (4, 3)]
+    categorical.distribution = th.distributions.Beta(th.ones(5), th.ones(5))
+    assert distribution_rows(categorical, slice(0, 2)) is None
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

@@ -57,8 +57,16 @@ def kfac_default(name: str) -> Any:
 #: ACKTR's ``trust_region`` values and KFAC's ``trust_region`` for each: actor and critic are its parameter groups
 KFAC_TRUST_REGIONS = {"joint": "joint", "per_network": "per_group"}
 #: ``train/exact_kl`` is computed at every update on this many samples of the batch (see ``ACKTR._exact_kl_samples``):
-#: two no-grad forward passes of 64 samples, a cost docs/benchmark.md measures against A2C's update
+#: a no-grad forward pass of 64 samples after the step (and one before it where the policy's mode matters), a cost
+#: docs/benchmark.md measures against A2C's update
 EXACT_KL_SAMPLES = 64
+#: The parameters that define each kind of torch distribution SB3's action distributions hold, by which
+#: :func:`distribution_rows` takes some rows of a batch's distribution
+ROW_PARAMETERS: dict[type[th.distributions.Distribution], tuple[str, ...]] = {
+    th.distributions.Categorical: ("logits",),
+    th.distributions.Bernoulli: ("logits",),
+    th.distributions.Normal: ("loc", "scale"),
+}
 #: Below this initial learning rate (Adam/RMSprop's scale) ACKTR warns: its steps are natural-gradient steps
 SMALLEST_USUAL_LEARNING_RATE = 1e-3
 #: ``target_kl``'s adaptation (OpenAI baselines' continuous-control ACKTR): the learning rate's multiplier is divided by
@@ -74,6 +82,27 @@ def observation_rows(observations: th.Tensor | dict[str, th.Tensor], rows: slice
     if isinstance(observations, dict):
         return {key: value[rows] for key, value in observations.items()}
     return observations[rows]
+
+
+def distribution_rows(distribution: Distribution, rows: slice) -> Distribution | None:
+    """
+    An action distribution on some rows of its batch, detached (a shallow copy of the SB3 distribution holding new
+    torch distributions), or None if a torch distribution it holds is of a kind :data:`ROW_PARAMETERS` does not list.
+
+    :param distribution: SB3's distribution on a batch
+    :param rows: The rows to keep
+    :return: The distribution on those rows, or None
+    """
+    parts = distribution.distribution if isinstance(distribution.distribution, list) else [distribution.distribution]
+    kept = []
+    for part in parts:
+        names = ROW_PARAMETERS.get(type(part))
+        if names is None:
+            return None
+        kept.append(type(part)(**{name: getattr(part, name)[rows].detach() for name in names}, validate_args=False))
+    copied = copy.copy(distribution)
+    copied.distribution = kept if isinstance(distribution.distribution, list) else kept[0]
+    return copied
 
 
 def masked_mean(tensor: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
@@ -555,13 +584,16 @@ class ACKTR(OnPolicyAlgorithm):
 
             # Exact KL of the update (paper, appendix E), to compare with the quadratic model: the policy before and
             # after the step, on a fixed subsample of the batch, in eval mode (BatchNorm and Dropout as at prediction)
-            kl_samples, kl_mask = self._exact_kl_samples(rollout_data, mask)
+            kl_samples, kl_mask, kl_rows = self._exact_kl_samples(rollout_data, mask)
+            # Where the policy's mode does not matter, the training forward pass gave the policy before the step
+            before = None if self._exact_kl_in_eval_mode else distribution_rows(distribution, kl_rows)
             if self._exact_kl_in_eval_mode:
                 self.policy.set_training_mode(False)
             try:
-                with th.no_grad():
-                    # A shallow copy: the next forward pass replaces the policy's action_dist in place
-                    before = copy.copy(self._policy_distribution(kl_samples))
+                if before is None:
+                    with th.no_grad():
+                        # A shallow copy: the next forward pass replaces the policy's action_dist in place
+                        before = copy.copy(self._policy_distribution(kl_samples))
 
                 # Optimization step
                 optimizer.zero_grad()
@@ -623,7 +655,7 @@ class ACKTR(OnPolicyAlgorithm):
         elif exact_kl < self.target_kl / 2:
             self.kl_lr_multiplier = min(high, self.kl_lr_multiplier * KL_ADAPTATION_FACTOR)
 
-    def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None]:
+    def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None, slice]:
         """
         The samples ``train/exact_kl`` averages over: the first :data:`EXACT_KL_SAMPLES` of the batch (all of a smaller
         batch). SB3's rollout buffer hands the batch out in a random order, so they are a random subsample of the
@@ -631,11 +663,11 @@ class ACKTR(OnPolicyAlgorithm):
 
         :param rollout_data: The batch
         :param mask: Which rows of the batch are samples (None: all)
-        :return: The subsample, with its mask
+        :return: The subsample, with its mask, and its rows in the batch
         """
         rows = slice(0, EXACT_KL_SAMPLES)
         subsample = rollout_data._replace(observations=observation_rows(rollout_data.observations, rows))
-        return subsample, None if mask is None else mask[rows]
+        return subsample, None if mask is None else mask[rows], rows
 
     def _record_trust_region(self, optimizer: KFAC, exact_kl: float) -> None:
         """Log the trust-region scale(s), the quadratic-model KL (total and actor's part) and the exact KL."""

@@ -118,7 +118,7 @@ class RecurrentACKTR(ACKTR):
         """The real steps of the padded sequences."""
         return rollout_data.mask > 1e-8
 
-    def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None]:
+    def _exact_kl_samples(self, rollout_data: Any, mask: th.Tensor | None) -> tuple[Any, th.Tensor | None, slice]:
         """
         The samples ``train/exact_kl`` averages over: whole sequences (the LSTM runs each from its start), the first
         ones of the batch that hold at least :data:`~sb3_acktr.acktr.acktr.EXACT_KL_SAMPLES` padded rows (all of a
@@ -126,7 +126,7 @@ class RecurrentACKTR(ACKTR):
 
         :param rollout_data: The batch, sequences padded to a common length
         :param mask: Which rows are real steps
-        :return: The subsample, with its mask
+        :return: The subsample, with its mask, and its rows in the (sequence-major) batch
         """
         n_sequences = rollout_data.lstm_states.pi[0].shape[1]
         length = len(rollout_data.episode_starts) // n_sequences
@@ -138,7 +138,7 @@ class RecurrentACKTR(ACKTR):
             episode_starts=rollout_data.episode_starts[rows],
             lstm_states=lstm_states,
         )
-        return subsample, None if mask is None else mask[rows]
+        return subsample, None if mask is None else mask[rows], rows
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_lstm_states"]
