@@ -33,6 +33,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -109,8 +110,8 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
     own = BENCHMARK_HYPERPARAMS / f"{algo}.yml"
     if not ours and own.is_file() and env_id in yaml.safe_load(own.read_text()):
         path = own
-    with open(path) as file:
-        entries = yaml.safe_load(file)
+    text = path.read_text()
+    entries = yaml.safe_load(text)
     if env_id in entries:
         return path, None, f"{path.name}: {env_id}"
     name = env_id.rsplit("-v", 1)[0]
@@ -121,8 +122,11 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
         v4 = env_id.rsplit("-v", 1)[0] + "-v4"
         if v4 in entries:
             return path, dict(entries[v4]), f"{path.name}: {v4} (rl-zoo has no {env_id} entry)"
-        # The HalfCheetah-v4 entry is the `mujoco-defaults` anchor itself
-        return path, dict(entries["HalfCheetah-v4"]), f"{path.name}: mujoco-defaults (no entry for {env_id} or {v4})"
+        # The entry that carries the anchor (a2c.yml: HalfCheetah-v4, ppo.yml: Ant-v4)
+        anchored = re.search(r"^([^\s#:]+):\s*&mujoco-defaults\b", text, re.MULTILINE)
+        if anchored is None:
+            raise ValueError(f"{path} has no entry for {env_id} or {v4}, nor a mujoco-defaults anchor to fall back to.")
+        return path, dict(entries[anchored.group(1)]), f"{path.name}: mujoco-defaults (no entry for {env_id} or {v4})"
     fallback = "atari" if ExperimentManager.is_atari(env_id) else "default"
     return path, None, f"{path.name}: {fallback}"
 

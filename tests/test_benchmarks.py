@@ -468,3 +468,25 @@ def test_a2c_at_acktr_tunes_the_learning_rate_alone(tmp_path, a2c_at_acktr_regis
     assert a2c_at_acktr.convert_learning_rate({"learning_rate": 1e-3}, linear=True) == {"learning_rate": "lin_0.001"}
     with pytest.raises(SystemExit):
         a2c_at_acktr.main(["--env", "MountainCar-v0", "--algo", "a2c"])
+
+
+def test_zoo_entry_falls_back_to_each_files_own_mujoco_defaults(tmp_path, monkeypatch):
+    """A MuJoCo env with no rl-zoo entry (nor a -v4 one) gets the entry carrying that file's `mujoco-defaults` anchor."""
+    import sample_efficiency
+
+    rl_zoo = sample_efficiency.RL_ZOO_HYPERPARAMS
+    for algo, anchored in (("a2c", "HalfCheetah-v4"), ("ppo", "Ant-v4")):
+        path, entry, source = sample_efficiency.zoo_entry(algo, "Reacher-v5")
+        assert path == rl_zoo / f"{algo}.yml"
+        assert entry == sample_efficiency.yaml.safe_load(path.read_text())[anchored]
+        assert source == f"{algo}.yml: mujoco-defaults (no entry for Reacher-v5 or Reacher-v4)"
+    # PPO's defaults there, not its tuned HalfCheetah entry
+    assert sample_efficiency.zoo_entry("ppo", "Reacher-v5")[1] == {
+        "normalize": True,
+        "n_timesteps": 1e6,
+        "policy": "MlpPolicy",
+    }
+    (tmp_path / "ppo.yml").write_text("# HalfCheetah-v4: &mujoco-defaults\nHalfCheetah-v4:\n  normalize: true\n")
+    monkeypatch.setattr(sample_efficiency, "RL_ZOO_HYPERPARAMS", tmp_path)
+    with pytest.raises(ValueError, match=r"no entry for Reacher-v5 or Reacher-v4, nor a mujoco-defaults anchor"):
+        sample_efficiency.zoo_entry("ppo", "Reacher-v5")
