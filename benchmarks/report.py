@@ -10,10 +10,12 @@ as its budget and every figure built on it becomes a bound: "≥ 100000" steps, 
 
     python benchmarks/report.py                       # benchmarks/results/sample_efficiency -> docs/_static/
     python benchmarks/report.py --results DIR --out-dir DIR --no-plots
+    python benchmarks/report.py --results DIR --splice docs/benchmark.md   # and the figures into the page
 """
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -406,6 +408,73 @@ def plot_overview(runs: dict[str, dict[str, list[dict[str, Any]]]], path: Path, 
     save_figure(figure, path)
 
 
+#: Where an env's section of a page ends: a markdown heading, or the next env's bold heading
+SECTION_HEADING = re.compile(r"^(#+ |\*\*[^*]+\*\* \(threshold )")
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of a markdown table row (none for a line that is not one)."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+
+
+def splice(generated: str, document: str) -> tuple[str, list[str]]:
+    """
+    Put this report's figures into a page that also holds prose: every row of the page whose first cell and width are
+    those of a summary row (in whichever table the page keeps it), the median-ratio line, and in each env's section
+    (the same ``### `` heading, or the env's name in bold) its first table and its ``Hyperparameters:`` line if it has
+    one. Everything else stays as it is.
+
+    :param generated: This report's markdown (``sample_efficiency.md``)
+    :param document: The page
+    :return: The page with the figures replaced, and what of the report the page has no place for
+    """
+    sections = re.split(r"^(?=### )", generated, flags=re.MULTILINE)
+    summary, env_sections = sections[0], sections[1:]
+    lines = document.split("\n")
+    missing = []
+    rows = {(cells[0], len(cells)): line for line in summary.split("\n") if len(cells := table_cells(line)) > 1}
+    rows = {key: line for key, line in rows.items() if not set(key[0]) <= set("-:")}  # not the header's rule
+    ratio = next(line for line in summary.split("\n") if line.startswith("Median sustained ratio"))
+    found: set[tuple[str, int]] = set()
+    ratio_found = False
+    for index, line in enumerate(lines):
+        cells = table_cells(line)
+        key = (cells[0], len(cells)) if cells else None
+        if key in rows:
+            lines[index] = rows[key]
+            found.add(key)
+        elif line.startswith(ratio.split(":")[0] + ":"):
+            lines[index] = ratio
+            ratio_found = True
+    missing += [f"summary row {name}" for name, width in rows if (name, width) not in found and name != "env"]
+    if not ratio_found:
+        missing.append("the median-ratio line")
+    for section in env_sections:
+        heading, body = section.split("\n", 1)
+        table = [line for line in body.split("\n") if line.startswith("|")]
+        hyperparameters = next(line for line in body.split("\n") if line.startswith("Hyperparameters:"))
+        # The page's heading of the section: the same, or in bold as a sub-section ("**CartPole-v1** (threshold 475)")
+        name, threshold = heading.removeprefix("### ").split(" (", 1)
+        headings = [line for line in (heading, f"**{name}** ({threshold}") if line in lines]
+        if not headings:
+            missing.append(f"section {heading!r}")
+            continue
+        start = lines.index(headings[0]) + 1
+        end = next((i for i in range(start, len(lines)) if SECTION_HEADING.match(lines[i])), len(lines))
+        first = next((i for i in range(start, end) if lines[i].startswith("|")), None)
+        if first is None:
+            missing.append(f"the table of {heading!r}")
+            continue
+        last = next((i for i in range(first, end) if not lines[i].startswith("|")), end)
+        lines[first:last] = table
+        end += len(table) - (last - first)
+        # A page may leave the line out (its sanity checks do)
+        where = next((i for i in range(start, end) if lines[i].startswith("Hyperparameters:")), None)
+        if where is not None:
+            lines[where] = hyperparameters
+    return "\n".join(lines), missing
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
@@ -414,6 +483,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, nargs="+", default=[RESULTS_DIR], help="Folders of results files")
     parser.add_argument("--out-dir", type=Path, default=DOCS_STATIC, help="Tables (markdown) and plots (PNG) go here")
     parser.add_argument("--no-plots", action="store_true", help="Tables only")
+    parser.add_argument(
+        "--splice",
+        type=Path,
+        metavar="PAGE",
+        help="Also put the tables' figures into PAGE (e.g. docs/benchmark.md), leaving its prose as it is",
+    )
     args = parser.parse_args(argv)
 
     runs = load_runs(args.results)
@@ -444,6 +519,12 @@ def main(argv: list[str] | None = None) -> None:
     (args.out_dir / "sample_efficiency.md").write_text(markdown + "\n")
     print(markdown)
     print(f"\nwrote {args.out_dir / 'sample_efficiency.md'}" + ("" if args.no_plots else " and the plots"), file=sys.stderr)
+    if args.splice is not None:
+        page, missing = splice(markdown, args.splice.read_text())
+        args.splice.write_text(page)
+        print(f"spliced the figures into {args.splice}", file=sys.stderr)
+        for what in missing:
+            print(f"warning: {args.splice} has no place for {what}: add it by hand", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -490,3 +490,99 @@ def test_zoo_entry_falls_back_to_each_files_own_mujoco_defaults(tmp_path, monkey
     monkeypatch.setattr(sample_efficiency, "RL_ZOO_HYPERPARAMS", tmp_path)
     with pytest.raises(ValueError, match=r"no entry for Reacher-v5 or Reacher-v4, nor a mujoco-defaults anchor"):
         sample_efficiency.zoo_entry("ppo", "Reacher-v5")
+
+
+def test_report_splices_the_figures_into_a_page_of_prose():
+    from report import splice
+
+    generated = "\n".join(
+        [
+            "## Sample efficiency",
+            "",
+            "| env | threshold | ratio |",
+            "|---|---:|---:|",
+            "| Hopper-v5 | 2000 | **2.00** |",
+            "| CartPole-v1 (sanity check) | 475 | **1.50** |",
+            "",
+            "Median sustained ratio A2C / ACKTR over the counted tasks (sanity checks excluded): 2.00 over 1 task.",
+            "",
+            "### Hopper-v5 (threshold 2000)",
+            "",
+            "| algorithm | seed | curve average |",
+            "|---|---:|---:|",
+            "| ACKTR | 0 | 1800.0 |",
+            "| ACKTR | 1 | 1900.0 |",
+            "",
+            "Hyperparameters: ACKTR: acktr.yml: Hopper-v5.",
+            "",
+            "### CartPole-v1 (threshold 475)",
+            "",
+            "| algorithm | seed | curve average |",
+            "|---|---:|---:|",
+            "| ACKTR | 0 | 420.0 |",
+            "",
+            "Hyperparameters: ACKTR: acktr.yml: CartPole-v1.",
+            "",
+            "### Pendulum-v1 (threshold -200)",
+            "",
+            "| algorithm | seed | curve average |",
+            "|---|---:|---:|",
+            "| ACKTR | 0 | -204.0 |",
+            "",
+            "Hyperparameters: ACKTR: acktr.yml: Pendulum-v1.",
+        ]
+    )
+    page = "\n".join(
+        [
+            "## At a glance",
+            "",
+            "| env | ACKTR | PPO | pick |",  # another table, another width: left alone
+            "| Hopper-v5 | 1400 | – | ACKTR |",
+            "",
+            "| env | threshold | ratio |",
+            "|---|---:|---:|",
+            "| Hopper-v5 | 2000 | **1.09** |",
+            "",
+            "Median sustained ratio A2C / ACKTR over the counted tasks (sanity checks excluded): 1.09 over 1 task.",
+            "",
+            "### Hopper-v5 (threshold 2000)",
+            "",
+            "| algorithm | seed | curve average |",
+            "|---|---:|---:|",
+            "| ACKTR | 0 | 1400.0 |",
+            "",
+            "Prose about Hopper stays.",
+            "",
+            "Hyperparameters: ACKTR: acktr.yml: Hopper-v5 (old).",
+            "",
+            "## Sanity checks",
+            "",
+            "| CartPole-v1 (sanity check) | 475 | **1.32** |",
+            "",
+            "**CartPole-v1** (threshold 475)",
+            "",
+            "| algorithm | seed | curve average |",
+            "|---|---:|---:|",
+            "| ACKTR | 0 | 413.0 |",
+            "",
+            "Prose about CartPole stays.",
+        ]
+    )
+    spliced, missing = splice(generated, page)
+    lines = spliced.split("\n")
+    assert "| Hopper-v5 | 1400 | – | ACKTR |" in lines and "| Hopper-v5 | 2000 | **2.00** |" in lines
+    assert "| Hopper-v5 | 2000 | **1.09** |" not in lines
+    assert "| CartPole-v1 (sanity check) | 475 | **1.50** |" in lines
+    assert "Median sustained ratio A2C / ACKTR over the counted tasks (sanity checks excluded): 2.00 over 1 task." in lines
+    hopper = lines.index("### Hopper-v5 (threshold 2000)")
+    assert lines[hopper + 4 : hopper + 10] == [
+        "| ACKTR | 0 | 1800.0 |",
+        "| ACKTR | 1 | 1900.0 |",
+        "",
+        "Prose about Hopper stays.",
+        "",
+        "Hyperparameters: ACKTR: acktr.yml: Hopper-v5.",
+    ]
+    cartpole = lines.index("**CartPole-v1** (threshold 475)")
+    assert lines[cartpole + 4 : cartpole + 7] == ["| ACKTR | 0 | 420.0 |", "", "Prose about CartPole stays."]
+    assert missing == ["section '### Pendulum-v1 (threshold -200)'"]
