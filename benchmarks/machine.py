@@ -59,3 +59,15 @@ def machine_info() -> dict[str, Any]:
         "versions": versions(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """
+    :param meta: What :func:`machine_info` returned when the figures were measured
+    :return: The one line of context a results table starts with
+    """
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    return (
+        f"{meta['date']}; {meta['cpu']} ({meta['cpu_count']} shared cores), torch threads {meta['torch_threads']}; "
+        f"{versions}; commit {meta['git_commit']}; load average at start {meta['load_average_start'][0]:.2f}."
+    )

@@ -26,7 +26,7 @@ import torch as th
 th.set_num_threads(1)
 
 from cnn_costs import cnn_microbenchmark, cnn_tables  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, machine_line  # noqa: E402
 from phases import breakdown_table, measure_breakdown  # noqa: E402
 from tables import table_header  # noqa: E402
 from throughput_configs import ALGOS, Config, full_configs, make_model, quick_configs, timed_learn  # noqa: E402
@@ -106,13 +106,10 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
 
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report as markdown."""
-    meta = results["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     parts = [
         "## Throughput: ACKTR / A2C (interleaved, same run)",
         "",
-        f"{meta['date']}; {meta['cpu']} ({meta['cpu_count']} shared cores), torch threads {meta['torch_threads']}; "
-        f"{versions}; commit {meta['git_commit']}; load average at start {meta['load_average_start'][0]:.2f}.",
+        machine_line(results["machine"]),
         "",
         throughput_table(results["throughput"]),
     ]

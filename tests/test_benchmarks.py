@@ -586,3 +586,25 @@ def test_report_splices_the_figures_into_a_page_of_prose():
     cartpole = lines.index("**CartPole-v1** (threshold 475)")
     assert lines[cartpole + 4 : cartpole + 7] == ["| ACKTR | 0 | 420.0 |", "", "Prose about CartPole stays."]
     assert missing == ["section '### Pendulum-v1 (threshold -200)'"]
+
+
+def test_wall_clock_quick(tmp_path):
+    """The three algorithms timed on the models the sample-efficiency runs train, with the minutes to hold CartPole."""
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    # One finished ACKTR run that holds 475 from 4,000 steps
+    run = {"env_id": "CartPole-v1", "algo": "acktr", "variant": None, "seed": 0, "done": True, "budget": 8000}
+    run |= {"timesteps": [0, 2000, 4000, 6000, 8000], "returns": [[9.0], [100.0], [480.0], [500.0], [490.0]]}
+    (results_dir / "CartPole-v1__acktr__seed0.json").write_text(json.dumps(run))
+    out = tmp_path / "wall_clock.json"
+    run_script("wall_clock.py", "--quick", "--results", str(results_dir), "--out", str(out))
+    (result,) = json.loads(out.read_text())["results"]
+    assert list(result["median_steps_per_s"]) == ["acktr", "a2c", "ppo"]
+    assert all(value > 0 for value in result["median_steps_per_s"].values())
+    assert result["ratio_to_acktr"]["acktr"] == 1.0
+    assert result["ratio_to_acktr"]["ppo"] == pytest.approx(
+        result["median_steps_per_s"]["ppo"] / result["median_steps_per_s"]["acktr"]
+    )
+    minutes = 4000 / result["median_steps_per_s"]["acktr"] / 60
+    assert result["holds"] == {"acktr": {"sustained": "4,000", "minutes": f"{minutes:.1f}"}}
+    assert "| CartPole-v1 | 475 | PPO |" in out.with_suffix(".md").read_text()
