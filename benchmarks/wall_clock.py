@@ -11,6 +11,7 @@ wall-clock time to hold it on this machine, one process per run (a bound where t
 
     python benchmarks/wall_clock.py --env Hopper-v5 Reacher-v5 --out benchmarks/results/wall_clock.json
     python benchmarks/wall_clock.py --quick --out /tmp/wall_clock.json    # CartPole, a few hundred steps, seconds
+    python benchmarks/wall_clock.py --report benchmarks/results/wall_clock.json   # hold times from newer results
 """
 
 import argparse
@@ -161,7 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="Sample-efficiency results, for the hold times")
     parser.add_argument("--out", type=Path, help="Write the results as JSON here, and the markdown beside it (.md)")
     parser.add_argument("--quick", action="store_true", help="CartPole, 500 steps, one repeat: a smoke test")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="Time nothing: the minutes to hold of an earlier run's JSON again, from the current --results (rewritten)",
+    )
     args = parser.parse_args(argv)
+    if args.report is not None:
+        earlier = json.loads(args.report.read_text())
+        for result in earlier["results"]:
+            result["holds"] = hold_times(result, args.results)
+        args.report.write_text(json.dumps(earlier, indent=1) + "\n")
+        args.report.with_suffix(".md").write_text(markdown(earlier["results"], machine_line(earlier["machine"])))
+        print(f"wrote {args.report} and {args.report.with_suffix('.md')}", file=sys.stderr)
+        return
     if args.quick:
         args.env, args.steps, args.repeats = ["CartPole-v1"], 500, 1
     if args.steps <= 0 or args.repeats <= 0:
