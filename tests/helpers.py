@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (tests import this module, never each other)."""
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,27 @@ def actor_kl_ratios(model: OnPolicyAlgorithm, updates: int) -> list[float]:
     quadratic = [value for key, value in logger.history if key == "train/quadratic_kl_actor"]
     assert len(exact) == len(quadratic) == updates
     return [e / q for e, q in zip(exact, quadratic, strict=True)]
+
+
+def exact_kl_with_and_without_the_row_path(make_model: Callable[[], OnPolicyAlgorithm], steps: int) -> list[list[float]]:
+    """
+    ``train/exact_kl`` of every update of two runs of the same model: the policy before the step from the training
+    forward pass's rows, then from a forward pass of its own (as for a policy whose mode matters; the switch itself
+    changes nothing for a policy without dropout or batch norm).
+
+    :param make_model: Builds the model (the same seed each time)
+    :param steps: Environment steps of each run
+    :return: The two histories, the row path's first
+    """
+    histories = []
+    for two_forward_passes in (False, True):
+        model = make_model()
+        model._exact_kl_in_eval_mode = two_forward_passes  # type: ignore[attr-defined]
+        logger = RecordingLogger()
+        model.set_logger(logger)
+        model.learn(steps)
+        histories.append([value for key, value in logger.history if key == "train/exact_kl"])
+    return histories
 
 
 def sampled_fisher_loss(logits: th.Tensor) -> th.Tensor:

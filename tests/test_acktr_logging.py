@@ -18,7 +18,7 @@ from stable_baselines3.common.envs import IdentityEnvMultiBinary, IdentityEnvMul
 
 from sb3_acktr import ACKTR
 from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES, distribution_rows
-from tests.helpers import ACKTR_TRAIN_KEYS, RecordingLogger, actor_kl_ratios
+from tests.helpers import ACKTR_TRAIN_KEYS, RecordingLogger, actor_kl_ratios, exact_kl_with_and_without_the_row_path
 
 # The keys ACKTR.train() logs with the default joint trust region; train/n_updates is excluded from TensorBoard
 TENSORBOARD_KEYS = [key for key in ACKTR_TRAIN_KEYS if key != "train/n_updates"] + ["train/trust_region_scale"]
@@ -141,16 +141,12 @@ def test_exact_kl_on_a_fixed_subsample_at_every_update():
 
 def test_exact_kl_on_the_same_rows_as_with_two_forward_passes():
     """The rows taken from the training forward pass are those a forward pass before the step gives (same run)."""
-    histories = []
-    for two_forward_passes in (False, True):
-        env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
-        model = ACKTR("MlpPolicy", env, n_steps=40, seed=0, learning_rate=1.0, kfac_clip=0.01)
-        # As for a policy whose mode matters (the switch itself changes nothing here)
-        model._exact_kl_in_eval_mode = two_forward_passes
-        logger = RecordingLogger()
-        model.set_logger(logger)
-        model.learn(160 * 10)
-        histories.append([value for key, value in logger.history if key == "train/exact_kl"])
+    histories = exact_kl_with_and_without_the_row_path(
+        lambda: ACKTR(
+            "MlpPolicy", make_vec_env("CartPole-v1", n_envs=4, seed=0), n_steps=40, seed=0, learning_rate=1.0, kfac_clip=0.01
+        ),
+        160 * 10,
+    )
     assert len(histories[0]) == 10 and min(histories[0]) > 1e-7
     # Up to float32 rounding of the log-probabilities (a few 1e-9); other rows would give KLs apart by ~1e-6
     assert histories[0] == pytest.approx(histories[1], rel=1e-3, abs=2e-8)

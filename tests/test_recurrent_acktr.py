@@ -21,7 +21,7 @@ from torch import nn
 from sb3_acktr import ACKTR, RecurrentACKTR
 from sb3_acktr.acktr.acktr import EXACT_KL_SAMPLES
 from sb3_acktr.zoo import RECURRENT_HYPERPARAMS, register
-from tests.helpers import RecordingLogger, actor_kl_ratios
+from tests.helpers import actor_kl_ratios, exact_kl_with_and_without_the_row_path
 
 LSTM_VARIANTS = [
     {},
@@ -170,16 +170,17 @@ def test_exact_kl_on_whole_sequences():
 def test_exact_kl_on_the_same_sequences_as_with_two_forward_passes():
     """The training forward pass's rows of the first whole sequences are the policy a forward pass before the step
     gives (same run; the curvature pass runs the LSTM step by step, the forward pass the fused kernel: round-off)."""
-    histories = []
-    for two_forward_passes in (False, True):
-        env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
-        model = RecurrentACKTR("MlpLstmPolicy", env, n_steps=64, seed=0, learning_rate=1.0, kfac_clip=0.01)
-        # As for a policy whose mode matters (the switch itself changes nothing here)
-        model._exact_kl_in_eval_mode = two_forward_passes
-        logger = RecordingLogger()
-        model.set_logger(logger)
-        model.learn(256 * 8)
-        histories.append([value for key, value in logger.history if key == "train/exact_kl"])
+    histories = exact_kl_with_and_without_the_row_path(
+        lambda: RecurrentACKTR(
+            "MlpLstmPolicy",
+            make_vec_env("CartPole-v1", n_envs=4, seed=0),
+            n_steps=64,
+            seed=0,
+            learning_rate=1.0,
+            kfac_clip=0.01,
+        ),
+        256 * 8,
+    )
     assert len(histories[0]) == 8 and max(histories[0]) > 1e-6
     assert histories[0] == pytest.approx(histories[1], rel=1e-3, abs=2e-8)
 
