@@ -253,7 +253,7 @@ def layer_output_grad_rows(
     :param batch_size: Multiplier turning ``grad_output`` into per-sample gradients
         (the batch size for a mean-reduced loss, 1 for a sum)
     :param weight_sharing: ``"expand"`` or ``"reduce"`` (``nn.Conv2d`` only, see the module docstring)
-    :return: ``(rows, normaliser)``: G = rowsᵀ rows / normaliser
+    :return: ``(rows, normaliser)``: G = rowsᵀ rows / normaliser (the rows may be a view of ``grad_output``)
     """
     if isinstance(module, nn.Conv2d) and weight_sharing == "reduce":
         # (N, out, Oh, Ow) -> (N, out): ĝ_n = Σ_t g_{n,t}
@@ -263,4 +263,5 @@ def layer_output_grad_rows(
         rows = grad_output.flatten(2).transpose(1, 2).reshape(-1, grad_output.shape[1])
     else:
         rows = grad_output.reshape(-1, grad_output.shape[-1])
-    return rows * batch_size, rows.shape[0]
+    # No copy for a multiplier of 1 (a sum-reduced loss; KFAC applies the batch size with the normalisation)
+    return (rows if batch_size == 1 else rows * batch_size), rows.shape[0]
