@@ -400,7 +400,7 @@ def test_a2c_at_acktr_entry_is_acktrs_less_its_own_keys():
     }
     assert a2c_entry("Hopper-v5", 3e-4) == {**shared, "learning_rate": 3e-4}
     # CartPole-v1 leaves n_steps and vf_coef to ACKTR's defaults (20, 0.25), which A2C's (5, 0.5) must not replace;
-    # its learning rate is ACKTR's constant default, MountainCar-v0's a linear schedule: A2C's keeps the shape
+    # its learning rate is ACKTR's constant default, MountainCarContinuous-v0's a linear schedule: A2C's keeps the shape
     assert a2c_entry("CartPole-v1", 1e-3) == {
         "n_envs": 8,
         "n_timesteps": 1e5,
@@ -410,9 +410,9 @@ def test_a2c_at_acktr_entry_is_acktrs_less_its_own_keys():
         "vf_coef": 0.5,
         "learning_rate": 1e-3,
     }
-    assert a2c_entry("MountainCar-v0", 1e-3)["learning_rate"] == "lin_0.001"
-    assert a2c_entry("MountainCar-v0", 1e-3)["vf_coef"] == 0.25
-    assert "learning_rate" not in a2c_entry("MountainCar-v0", None)
+    assert a2c_entry("MountainCarContinuous-v0", 1e-3)["learning_rate"] == "lin_0.001"
+    assert a2c_entry("MountainCarContinuous-v0", 1e-3)["vf_coef"] == 0.25
+    assert "learning_rate" not in a2c_entry("MountainCarContinuous-v0", None)
     with pytest.raises(KeyError, match=r"acktr\.yml has no entry for NoSuchEnv-v0"):
         a2c_entry("NoSuchEnv-v0", 1e-3)
 
