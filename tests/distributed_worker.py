@@ -88,7 +88,7 @@ def kfac_equivalence(out_dir: Path) -> None:
 
 
 def make_acktr(n_envs: int = 4, **kwargs: Any):
-    """ACKTR on CartPole-v1 with the package's yaml entry's hyperparameters, seed 0."""
+    """ACKTR on CartPole-v1 with the CartPole entry's ent_coef and vf_coef (a constant learning rate), seed 0."""
     from stable_baselines3.common.env_util import make_vec_env
 
     from sb3_acktr import ACKTR

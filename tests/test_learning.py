@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rl_zoo3.utils import linear_schedule
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -28,6 +29,10 @@ def steps_to_threshold(seed: int) -> tuple[int, float]:
     n_envs = hyperparams.pop("n_envs")
     hyperparams.pop("n_timesteps")
     policy = hyperparams.pop("policy")
+    learning_rate = hyperparams.get("learning_rate")
+    if isinstance(learning_rate, str) and learning_rate.startswith("lin_"):
+        # As rl-zoo's `train` reads the entry: lin_X decays linearly from X to 0 over the run
+        hyperparams["learning_rate"] = linear_schedule(float(learning_rate.removeprefix("lin_")))
     env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
     # A seeded evaluation env: the same evaluation start states in every run
     eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=EVAL_SEED + seed)
