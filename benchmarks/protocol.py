@@ -11,10 +11,13 @@ THRESHOLDS: dict[str, float] = {
     "Acrobot-v1": -100.0,
     "LunarLander-v3": 200.0,
     "Pendulum-v1": -200.0,
-    # Not in the protocol's list: gymnasium's reward_threshold for these three
+    # Not in the protocol's list: gymnasium's reward_threshold for these
     "MountainCar-v0": -110.0,
     "MountainCarContinuous-v0": 90.0,
     "InvertedPendulum-v5": 950.0,
+    "Swimmer-v5": 360.0,
+    "Ant-v5": 6000.0,
+    "BipedalWalker-v3": 300.0,
     "LunarLanderContinuous-v3": 200.0,
     "HalfCheetah-v5": 1500.0,
     "Hopper-v5": 2000.0,
@@ -34,8 +37,17 @@ THRESHOLDS: dict[str, float] = {
 }
 
 #: Reported, but not counted in the median ratio over tasks: classic control (tuned A2C solves it early already) and
-#: entries measured against A2C only to choose them (InvertedPendulum-v5)
-SANITY_CHECKS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "InvertedPendulum-v5")
+#: entries measured against A2C only to choose them (InvertedPendulum-v5, Swimmer-v5, Ant-v5, BipedalWalker-v3)
+SANITY_CHECKS = (
+    "CartPole-v1",
+    "Acrobot-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+    "InvertedPendulum-v5",
+    "Swimmer-v5",
+    "Ant-v5",
+    "BipedalWalker-v3",
+)
 
 #: Environment steps per run when ``--budget`` is not given
 DEFAULT_BUDGETS: dict[str, int] = {
