@@ -46,7 +46,7 @@ class KroneckerLayer:
     @property
     def a_dim(self) -> int:
         """The size of A: the matrix's columns."""
-        return sum(weight[0].numel() for weight in self.weights) + int(self.bias_column)
+        return sum(weight.shape[1:].numel() for weight in self.weights) + int(self.bias_column)
 
     @property
     def g_dim(self) -> int:
@@ -82,26 +82,26 @@ class KroneckerLayer:
         bias_grad = None if not grads else grads[0] if len(grads) == 1 else sum(grads[1:], grads[0]) / len(grads)
         return self.matrix([th.zeros_like(w) if w.grad is None else w.grad for w in self.weights], bias_grad)
 
-    def split_update(self, delta: th.Tensor) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
+    def split_update(self, delta: th.Tensor) -> list[tuple[th.Tensor, th.Tensor]]:
         """
         The preconditioned matrix back in the parameters' shapes; the bias coordinate's step is split equally between
         the biases summed into it, so that their sum moves by it.
 
         :param delta: The ``(g_dim, a_dim)`` preconditioned gradient
-        :return: ``(param, gradient, step direction)`` for every parameter with a gradient
+        :return: ``(param, step direction)`` for every parameter with a gradient
         """
         updates = []
         start = 0
         for weight in self.weights:
-            end = start + weight[0].numel()
+            end = start + weight.shape[1:].numel()
             if weight.grad is not None:
                 step = delta[:, start:end]
-                updates.append((weight, weight.grad, step if weight.dim() == 2 else step.reshape(weight.shape)))
+                updates.append((weight, step if weight.dim() == 2 else step.reshape(weight.shape)))
             start = end
         bias_step = delta[:, start] if len(self.biases) == 1 else delta[:, start] / len(self.biases)
         for bias in self.biases:
             if bias.grad is not None:
-                updates.append((bias, bias.grad, bias_step))
+                updates.append((bias, bias_step))
         return updates
 
 

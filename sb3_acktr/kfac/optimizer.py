@@ -69,6 +69,16 @@ class _FactorSums(NamedTuple):
     g_norm: float
 
 
+class _GroupUpdate(NamedTuple):
+    """
+    A parameter group's preconditioned gradient: ``steps``, ``(param, Δ)`` in each parameter's shape, and ``blocks``,
+    ``(∇, Δ)`` per curvature block (a layer's matrices, a fallback parameter) for ``Δᵀ∇``.
+    """
+
+    steps: list[tuple[th.Tensor, th.Tensor]]
+    blocks: list[tuple[th.Tensor, th.Tensor]]
+
+
 class KFAC(th.optim.Optimizer):
     """
     Kronecker-Factored Approximate Curvature (K-FAC) with the trust region of ACKTR.
@@ -755,11 +765,15 @@ class KFAC(th.optim.Optimizer):
     def _group_of(self, param: th.Tensor) -> dict[str, Any]:
         return self.param_groups[self._group_index[id(param)]]
 
-    def _layer_update(self, layer: KroneckerLayer, group: dict[str, Any]) -> th.Tensor | None:
-        """The preconditioned gradient matrix ``F̂⁻¹[∇W, ∇b]`` of a layer (None if it has no gradient)."""
-        grad = layer.gradient_matrix()
-        if grad is None:
-            return None
+    def _layer_update(self, layer: KroneckerLayer, grad: th.Tensor, group: dict[str, Any]) -> th.Tensor:
+        """
+        The preconditioned gradient matrix ``F̂⁻¹[∇W, ∇b]`` of a layer.
+
+        :param layer: The layer
+        :param grad: Its gradient matrix (:meth:`~sb3_acktr.kfac.layers.KroneckerLayer.gradient_matrix`)
+        :param group: Its parameter group
+        :return: The preconditioned matrix, in the shape and dtype of ``grad``
+        """
         state = self.state[layer.weight]
         if "A" not in state and self.curvature_updates + self.skipped_curvature_updates == 0:
             raise RuntimeError(
@@ -848,20 +862,24 @@ class KFAC(th.optim.Optimizer):
             state["A_eigenvalues"], state["A_eigenvectors"] = eigen_decomposition(state["A"])
             state["G_eigenvalues"], state["G_eigenvectors"] = eigen_decomposition(state["G"].to(dtype))
 
-    def _group_updates(self, group: dict[str, Any]) -> list[tuple[th.Tensor, th.Tensor, th.Tensor]]:
-        """``(param, gradient, preconditioned gradient)`` for every parameter of ``group`` with a gradient."""
-        updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]] = []
+    def _group_updates(self, group: dict[str, Any]) -> _GroupUpdate:
+        """The preconditioned gradient of every parameter of ``group`` with a gradient, by parameter and by block."""
+        update = _GroupUpdate([], [])
         for param in group["params"]:
             layer = self._layer_of_weight.get(id(param))
             if layer is not None:
-                delta = self._layer_update(layer, group)
-                if delta is not None:
-                    updates += layer.split_update(delta)
+                grad = layer.gradient_matrix()
+                if grad is not None:
+                    delta = self._layer_update(layer, grad, group)
+                    update.steps.extend(layer.split_update(delta))
+                    update.blocks.append((grad, delta))
             elif id(param) in self._fallback_ids and param.grad is not None:
                 fisher_diag = self.state[param].get("fisher_diag")
                 denominator = group["damping"] if fisher_diag is None else fisher_diag + group["damping"]
-                updates.append((param, param.grad, (param.grad / denominator).to(param.dtype)))
-        return updates
+                delta = (param.grad / denominator).to(param.dtype)
+                update.steps.append((param, delta))
+                update.blocks.append((param.grad, delta))
+        return update
 
     @th.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -885,7 +903,7 @@ class KFAC(th.optim.Optimizer):
         self.last_step_info = []
         group_updates = [self._group_updates(group) for group in self.param_groups]
         # Δᵀ∇ = ΔᵀF̂Δ per group: the quadratic model of the KL (ACKTR paper sec. 3.2)
-        vgs = [self._inner_product(updates) for updates in group_updates]
+        vgs = [self._inner_product(update.blocks) for update in group_updates]
         if not all(math.isfinite(vg) for vg in vgs):
             self.skipped_steps += 1
             warnings.warn(
@@ -898,16 +916,16 @@ class KFAC(th.optim.Optimizer):
         nus = self._trust_region_scales(vgs)
         # The new momentum buffers, checked before any weight moves
         buffers = [
-            self._momentum_buffers(updates, group["momentum"], nu)
-            for group, updates, nu in zip(self.param_groups, group_updates, nus, strict=True)
+            self._momentum_buffers(update.steps, group["momentum"], nu)
+            for group, update, nu in zip(self.param_groups, group_updates, nus, strict=True)
         ]
         flat = [buffer for group_buffers in buffers for buffer in group_buffers]
         if flat and not all_finite(flat):
             self._skip_non_finite_momentum()
             return loss
-        for group, updates, group_buffers, vg, nu in zip(self.param_groups, group_updates, buffers, vgs, nus, strict=True):
+        for group, update, group_buffers, vg, nu in zip(self.param_groups, group_updates, buffers, vgs, nus, strict=True):
             lr, momentum = group["lr"], group["momentum"]
-            params = [param for param, _, _ in updates]
+            params = [param for param, _ in update.steps]
             for param, buffer in zip(params, group_buffers, strict=True):
                 self.state[param]["momentum_buffer"] = buffer
             if params:
@@ -922,25 +940,27 @@ class KFAC(th.optim.Optimizer):
         return loss
 
     @staticmethod
-    def _inner_product(updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]]) -> float:
-        """``Δᵀ∇`` over a group's parameters: one product of the concatenated vectors, one host sync."""
-        if not updates:
+    def _inner_product(blocks: list[tuple[th.Tensor, th.Tensor]]) -> float:
+        """
+        ``Δᵀ∇`` over a group's blocks ``(∇, Δ)``: one product of the concatenated vectors, one host sync. A layer's
+        matrices give the same sum as its parameters (a bias coordinate shared by k biases: ``Δ_b/k`` on each of them,
+        against its column ``Σ∇b_i / k``), in fewer, contiguous pieces.
+        """
+        if not blocks:
             return 0.0
-        deltas = th.cat([delta.reshape(-1) for _, _, delta in updates])
-        grads = th.cat([grad.reshape(-1) for _, grad, _ in updates])
+        deltas = th.cat([delta.reshape(-1) for _, delta in blocks])
+        grads = th.cat([grad.reshape(-1) for grad, _ in blocks])
         return float(th.dot(deltas, grads.to(deltas.dtype)))
 
-    def _momentum_buffers(
-        self, updates: list[tuple[th.Tensor, th.Tensor, th.Tensor]], momentum: float, nu: float
-    ) -> list[th.Tensor]:
+    def _momentum_buffers(self, updates: list[tuple[th.Tensor, th.Tensor]], momentum: float, nu: float) -> list[th.Tensor]:
         """
         The new momentum buffers of a group's parameters (OpenAI baselines: ``buf ← m·buf + ν·Δ``, ``ν·Δ`` at the first
         step), as new tensors; the stored buffers are left as they are. Fused (``_foreach``) operations in the steady state.
         """
         if not updates:  # no parameter of the group has a gradient (torch's _foreach ops refuse empty lists)
             return []
-        olds = [self.state[param].get("momentum_buffer") for param, _, _ in updates]
-        deltas = [delta for _, _, delta in updates]
+        olds = [self.state[param].get("momentum_buffer") for param, _ in updates]
+        deltas = [delta for _, delta in updates]
         present = [old for old in olds if old is not None]
         if len(present) == len(olds):  # every step but the first: m·buf + ν·Δ, fused over the group
             buffers = list(th._foreach_mul(present, momentum))

@@ -236,6 +236,7 @@ def test_lstm_step_preconditions_the_joint_block():
     pi = th.sqrt((a.trace() / a.shape[0]) / (g.trace() / g.shape[0]))
     eye_a, eye_g = th.eye(a.shape[0], dtype=a.dtype), th.eye(g.shape[0], dtype=g.dtype)
     delta = th.linalg.solve(g + damping**0.5 / pi * eye_g, grad) @ th.linalg.inv(a + pi * damping**0.5 * eye_a)
+    start = {param: param.detach().clone() for param in model.parameters()}
     optimizer.step()
     assert optimizer.last_step_info[0]["nu"] == 1.0
     moved = [param.detach() - old for param, old in zip(params, before, strict=True)]
@@ -243,6 +244,9 @@ def test_lstm_step_preconditions_the_joint_block():
     th.testing.assert_close(moved[1], -lr * delta[:, INPUT:-1])
     th.testing.assert_close(moved[2], moved[3])
     th.testing.assert_close(moved[2] + moved[3], -lr * delta[:, -1])
+    # Δᵀ∇ parameter by parameter, each bias's step against its own gradient (the step sums it over whole blocks)
+    vg = sum(float((old - param.detach()).flatten() @ param.grad.flatten()) / lr for param, old in start.items())
+    assert optimizer.last_step_info[0]["vg"] == pytest.approx(vg, rel=1e-9)
 
 
 def test_lstm_state_dict_round_trip():
