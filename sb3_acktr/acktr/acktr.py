@@ -162,7 +162,9 @@ class ACKTR(OnPolicyAlgorithm):
         (see :class:`~sb3_acktr.KFAC`'s ``stats_warm_up``): the trust region's quadratic model then predicts the early
         steps' KL closely (exact / quadratic-model KL in [0.5, 2] over the first 100 updates, docs/benchmark.md), and
         those steps are smaller. The zoo's entries, tuned without it, set it to False
-    :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ)
+    :param kfac_momentum: K-FAC momentum in [0, 1) (baselines' convention: the steady-state step is lr·ν·Δθ, the first
+        one (1 − m)·lr·ν·Δθ, a tenth at 0.9). 0 applies every trust-region step whole, which helps where the policy
+        must move in its first updates (the zoo's Acrobot-v1 and InvertedPendulum-v5 entries)
     :param kfac_distributed_inverses: Under ``torchrun``, ``"all_ranks"`` computes every K-FAC inverse on every rank
         (no communication) or ``"one_rank"`` each layer's on one rank, shared in one collective (``KFAC``'s
         ``distributed_inverses``; worth it for wide layers and many ranks). No effect in one process
