@@ -10,6 +10,7 @@ sample-efficiency results (``--results``), the median steps to hold the threshol
 wall-clock time to hold it on this machine, one process per run (a bound where the median run never holds it).
 
     python benchmarks/wall_clock.py --env Hopper-v5 Reacher-v5 --out benchmarks/results/wall_clock.json
+    python benchmarks/wall_clock.py --env Acrobot-v1 --out benchmarks/results/wall_clock.json --merge   # one task again
     python benchmarks/wall_clock.py --quick --out /tmp/wall_clock.json    # CartPole, a few hundred steps, seconds
     python benchmarks/wall_clock.py --report benchmarks/results/wall_clock.json   # hold times from newer results
 """
@@ -119,13 +120,40 @@ def hold_times(result: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     return holds
 
 
-def markdown(results: list[dict[str, Any]], machine: str) -> str:
+def merge(earlier: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The rows of an earlier file with the tasks timed again replaced in place (new tasks appended).
+
+    :param earlier: The earlier file's rows, each with the machine it was timed on
+    :param results: The rows just timed
+    :return: The rows to write
+    """
+    again = {result["env_id"]: result for result in results}
+    kept = [again.pop(result["env_id"], result) for result in earlier]
+    return kept + list(again.values())
+
+
+def machine_lines(results: list[dict[str, Any]]) -> list[str]:
+    """
+    The machine line of each timing session, naming its tasks where the rows come from more than one.
+
+    :param results: Rows, each with the machine it was timed on
+    :return: One line per session, in the order of the rows
+    """
+    envs_by_line: dict[str, list[str]] = {}
+    for result in results:
+        envs_by_line.setdefault(machine_line(result["machine"]), []).append(result["env_id"])
+    if len(envs_by_line) == 1:
+        return list(envs_by_line)
+    return [f"{', '.join(envs)}: {line}" for line, envs in envs_by_line.items()]
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
     """The table of a run: steps/s and ratios, and the minutes to hold each threshold where runs exist."""
     lines = [
         "## Wall clock: ACKTR, A2C and PPO as the sample-efficiency runs train them",
         "",
-        machine,
-        "",
+        *[text for line in machine_lines(results) for text in (line, "")],
         *table_header(
             [
                 "env",
@@ -161,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs of each algorithm (default 3)")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="Sample-efficiency results, for the hold times")
     parser.add_argument("--out", type=Path, help="Write the results as JSON here, and the markdown beside it (.md)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="Replace only the timed tasks' rows of an existing --out file, keeping its other rows and their machine lines",
+    )
     parser.add_argument("--quick", action="store_true", help="CartPole, 500 steps, one repeat: a smoke test")
     parser.add_argument(
         "--report",
@@ -174,28 +207,33 @@ def main(argv: list[str] | None = None) -> None:
         for result in earlier["results"]:
             result["holds"] = hold_times(result, args.results)
         args.report.write_text(json.dumps(earlier, indent=1) + "\n")
-        args.report.with_suffix(".md").write_text(markdown(earlier["results"], machine_line(earlier["machine"])))
+        args.report.with_suffix(".md").write_text(markdown(earlier["results"]))
         print(f"wrote {args.report} and {args.report.with_suffix('.md')}", file=sys.stderr)
         return
     if args.quick:
         args.env, args.steps, args.repeats = ["CartPole-v1"], 500, 1
     if args.steps <= 0 or args.repeats <= 0:
         parser.error("--steps and --repeats must be positive")
+    if args.merge and (args.out is None or not args.out.is_file()):
+        parser.error(f"--merge replaces rows of an existing --out file; {args.out} is not one (drop --merge to write it)")
     info = machine_info()
     sample_efficiency.register()  # ACKTR in rl-zoo's algorithms, as sample_efficiency.py does
     results = []
     for env_id in args.env:
         result = measure(env_id, args.steps, args.repeats)
+        result["machine"] = info
         result["holds"] = hold_times(result, args.results)
         results.append(result)
         print(
             f"{env_id}: " + ", ".join(f"{algo} {value:,.0f} steps/s" for algo, value in result["median_steps_per_s"].items())
         )
-    text = markdown(results, machine_line(info))
-    print(text)
+    print(markdown(results))
     if args.out is not None:
+        if args.merge:
+            results = merge(json.loads(args.out.read_text())["results"], results)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": info, "results": results}, indent=1) + "\n")
+        text = markdown(results)
+        args.out.write_text(json.dumps({"results": results}, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text)
         print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
 

@@ -616,3 +616,24 @@ def test_wall_clock_quick(tmp_path):
     run_script("wall_clock.py", "--report", str(out), "--results", str(results_dir))
     (again,) = json.loads(out.read_text())["results"]
     assert again["holds"] == {} and again["median_steps_per_s"] == result["median_steps_per_s"]
+
+
+def test_wall_clock_merge(tmp_path):
+    """--merge times CartPole again in place, keeping another task's row and the machine line it was timed on."""
+    out = tmp_path / "wall_clock.json"
+    process = start_script("wall_clock.py", "--quick", "--merge", "--out", str(out))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and f"--merge replaces rows of an existing --out file; {out} is not one" in stderr
+    run_script("wall_clock.py", "--quick", "--results", str(tmp_path), "--out", str(out))
+    (cartpole,) = json.loads(out.read_text())["results"]
+    acrobot = json.loads(json.dumps(cartpole)) | {"env_id": "Acrobot-v1"}
+    acrobot["machine"]["date"] = "2026-01-01T00:00:00+00:00"
+    out.write_text(json.dumps({"results": [acrobot, cartpole]}))
+    run_script("wall_clock.py", "--quick", "--results", str(tmp_path), "--out", str(out), "--merge")
+    first, second = json.loads(out.read_text())["results"]
+    assert first == acrobot
+    assert second["env_id"] == "CartPole-v1" and second["machine"]["date"] > cartpole["machine"]["date"]
+    text = out.with_suffix(".md").read_text()
+    assert text.count("| Acrobot-v1 |") == 3 and text.count("| CartPole-v1 |") == 3
+    assert "\nAcrobot-v1: 2026-01-01T00:00:00+00:00; " in text
+    assert f"\nCartPole-v1: {second['machine']['date']}; " in text
