@@ -419,16 +419,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def register_for(args: argparse.Namespace) -> None:
     """
-    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    What a run needs in rl-zoo and gymnasium: ACKTR, A2C at ACKTR's settings for its env, MinAtar's envs.
+
+    :param args: The run's parsed command line
     """
-    args = parse_args(argv)
     register()
     if args.algo == a2c_at_acktr.NAME:
         a2c_at_acktr.register(args.env)
     if args.env.startswith(ENV_ID_PREFIX):
         register_minatar_envs()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    """
+    args = parse_args(argv)
+    register_for(args)
     Run(args).execute()
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -637,3 +638,42 @@ def test_wall_clock_merge(tmp_path):
     assert text.count("| Acrobot-v1 |") == 3 and text.count("| CartPole-v1 |") == 3
     assert "\nAcrobot-v1: 2026-01-01T00:00:00+00:00; " in text
     assert f"\nCartPole-v1: {second['machine']['date']}; " in text
+
+
+def test_action_saturation_replays_the_last_evaluation(tmp_path):
+    """The checkpoint's replay gives the run's last evaluation, with the mean's excess over the bounds per step."""
+    processes = [
+        start_script(
+            "sample_efficiency.py", "--quick", "--env", env_id, "--algo", "acktr", "--seed", "0", "--out-dir", str(tmp_path),
+            "--no-progress", *(["--variant", "damped", "--params", "kfac_damping:0.1"] if env_id == "Pendulum-v1" else []),
+        )
+        for env_id in ("Pendulum-v1", "CartPole-v1")
+    ]  # fmt: skip
+    for process in processes:
+        finish_script(process)
+    results_path = tmp_path / "Pendulum-v1__acktr-damped__seed0.json"
+    out = tmp_path / "saturation.json"
+    run_script("action_saturation.py", str(results_path), "--first-steps", "5", "--out", str(out))
+    (row,) = json.loads(out.read_text())["runs"]
+    episodes = row["episodes"]
+    last = json.loads(results_path.read_text())["returns"][-1]
+    assert sorted(episode["return"] for episode in episodes) == pytest.approx(sorted(last), abs=1e-3)
+    assert all(episode["length"] == 200 for episode in episodes)  # Pendulum's episodes are truncated at 200 steps
+    for episode in episodes:
+        assert 0 <= episode["largest_excess_first_steps"] <= episode["largest_excess"]
+        assert episode["share_beyond"] == 0 or episode["largest_excess"] > 1
+    assert "| Pendulum-v1__acktr-damped__seed0 | 9 |" in out.with_suffix(".md").read_text()
+    # A categorical policy has no mean to compare with bounds
+    process = start_script("action_saturation.py", str(tmp_path / "CartPole-v1__acktr__seed0.json"))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and "CategoricalDistribution on Discrete(2): only diagonal Gaussian policies" in stderr
+
+
+def test_action_saturation_measures_the_excess_in_half_widths():
+    from action_saturation import bound_excess
+    from gymnasium import spaces
+
+    space = spaces.Box(low=np.array([-2.0, 0.0]), high=np.array([2.0, 1.0]))
+    # |3 - 0| / 2 = 1.5 beyond the first bound; |1.5 - 0.5| / 0.5 = 2 beyond the second; the centre is 0
+    means = np.array([[3.0, 0.5], [0.0, 1.5], [0.0, 0.5]])
+    np.testing.assert_allclose(bound_excess(means, space), [1.5, 2.0, 0.0])
