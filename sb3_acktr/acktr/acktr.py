@@ -3,6 +3,7 @@ import math
 import warnings
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
@@ -179,6 +180,12 @@ class ACKTR(OnPolicyAlgorithm):
         1.5, within [1e-4, 1] (``learning_rate`` stays the largest step). It bounds the KL that the trust region's
         quadratic model under-predicts, as on a recurrent policy (docs/benchmark.md). ``None``: off. Not PPO's
         ``target_kl``, which stops a PPO update's epochs early
+    :param action_bound_coef: Weight of a penalty on a Gaussian policy's mean beyond the action bounds: the batch
+        mean of ``Σᵢ max(0, |μᵢ − cᵢ| / hᵢ − 1)²`` (``c``, ``h``: the bounds' centre and half-width). The environment
+        clips the actions; where the mean sits many standard deviations beyond a bound, every sampled action is
+        clipped to it, the return does not depend on the sample and the policy gradient there vanishes, so nothing
+        pulls the mean back (InvertedDoublePendulum-v5's falls, docs/benchmark.md). Needs a ``Box`` action space with
+        finite bounds and unsquashed actions. 0: off
     :param normalize_advantage: Whether to normalize or not the advantage
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
         instead of action noise exploration (default: False)
@@ -231,6 +238,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_distributed_inverses: str = kfac_default("kfac_distributed_inverses"),
         trust_region: str = "joint",
         target_kl: float | None = None,
+        action_bound_coef: float = 0.0,
         normalize_advantage: bool = False,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
@@ -289,6 +297,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.target_kl = target_kl
         #: The learning rate's multiplier that ``target_kl`` adapts (1 without it)
         self.kl_lr_multiplier = 1.0
+        self.action_bound_coef = action_bound_coef
         self.normalize_advantage = normalize_advantage
 
         if "optimizer_class" in self.policy_kwargs or "optimizer_kwargs" in self.policy_kwargs:
@@ -323,6 +332,16 @@ class ACKTR(OnPolicyAlgorithm):
         if self.target_kl is not None:
             check_number(
                 "target_kl", self.target_kl, 0.0, low_open=True, hint="Try the trust region's δ, kfac_clip / 2, or None."
+            )
+        check_number("action_bound_coef", self.action_bound_coef, 0.0)
+        if self.action_bound_coef > 0 and not (
+            isinstance(self.action_space, spaces.Box)
+            and np.all(np.isfinite(self.action_space.low))
+            and np.all(np.isfinite(self.action_space.high))
+        ):
+            raise ValueError(
+                f"action_bound_coef={self.action_bound_coef!r} penalizes a Gaussian mean beyond finite action bounds, but "
+                f"the action space is {self.action_space}. Use action_bound_coef=0.0."
             )
         initial = self.learning_rate(1.0) if callable(self.learning_rate) else self.learning_rate
         if 0 < initial < SMALLEST_USUAL_LEARNING_RATE:
@@ -372,6 +391,11 @@ class ACKTR(OnPolicyAlgorithm):
             param_groups=param_groups,
             **{kfac_name: getattr(self, name) for name, kfac_name in KFAC_ARGUMENTS.items()},
         )
+        if self.action_bound_coef > 0 and self.policy.squash_output:
+            raise ValueError(
+                f"action_bound_coef={self.action_bound_coef!r} penalizes a mean beyond the action bounds, but this policy "
+                "squashes its actions into them (squash_output=True). Use action_bound_coef=0.0."
+            )
         #: Whether the exact KL's forward passes need evaluation mode (a policy without dropout, batch norm, ... computes
         #: the same in both: switching costs a walk over every module, twice per update)
         self._exact_kl_in_eval_mode = training_mode_matters(self.policy)
@@ -389,7 +413,8 @@ class ACKTR(OnPolicyAlgorithm):
         """The hyperparameters that must be equal on every rank (K-FAC checks the network and its own options)."""
         names = (
             "n_steps", "n_envs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "vf_fisher_coef", "max_grad_norm",
-            *KFAC_ARGUMENTS, "trust_region", "target_kl", "normalize_advantage", "use_sde", "sde_sample_freq",
+            *KFAC_ARGUMENTS, "trust_region", "target_kl", "action_bound_coef", "normalize_advantage", "use_sde",
+            "sde_sample_freq",
         )  # fmt: skip
         schedule = self.learning_rate if callable(self.learning_rate) else None
         return {
@@ -577,6 +602,10 @@ class ACKTR(OnPolicyAlgorithm):
             # Approximate entropy when no analytical form
             entropy_loss = -masked_mean(-log_prob if entropy is None else entropy, mask)
             loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+            if self.action_bound_coef > 0:
+                bound_loss = masked_mean(self._bound_excess(distribution), mask)
+                loss = loss + self.action_bound_coef * bound_loss
+                self.logger.record("train/action_bound_loss", bound_loss.item())
 
             if record_curvature:
                 pg_fisher_loss, vf_fisher_loss = self._fisher_losses(distribution, values, mask)
@@ -627,6 +656,21 @@ class ACKTR(OnPolicyAlgorithm):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self._record_trust_region(optimizer, exact_kl)
+
+    def _bound_excess(self, distribution: Distribution) -> th.Tensor:
+        """
+        ``Σᵢ max(0, |μᵢ − cᵢ| / hᵢ − 1)²`` per sample: how far the Gaussian mean lies beyond the action bounds
+        (``action_bound_coef``'s penalty).
+
+        :param distribution: The batch's action distribution, with its graph
+        :return: One value per sample
+        """
+        assert isinstance(self.action_space, spaces.Box)
+        mean = distribution.distribution.mean  # type: ignore[union-attr]
+        low = th.as_tensor(self.action_space.low, dtype=mean.dtype, device=mean.device)
+        high = th.as_tensor(self.action_space.high, dtype=mean.dtype, device=mean.device)
+        excess = th.relu((mean - (high + low) / 2).abs() / ((high - low) / 2) - 1)
+        return (excess**2).sum(dim=1)
 
     def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
         """The schedule's learning rate (SB3), times the multiplier ``target_kl`` adapts; both logged."""
