@@ -104,13 +104,13 @@ def replay(model: BaseAlgorithm, eval_env: VecEnv, first_steps: int) -> list[dic
         assert isinstance(observations, np.ndarray)
         with th.no_grad():
             distribution = policy.get_distribution(policy.obs_to_tensor(observations)[0])
-        mean = distribution.distribution.mean.cpu().numpy()  # type: ignore[union-attr]
+        step_excess = bound_excess(distribution.distribution.mean.cpu().numpy(), space)  # type: ignore[union-attr]
         actions, _ = model.predict(observations, deterministic=True)
         observations, rewards, dones, infos = eval_env.step(actions)
         for i in range(n_envs):
             if episodes[i] is not None:
                 continue
-            excess[i].append(float(bound_excess(mean[i : i + 1], space)[0]))
+            excess[i].append(float(step_excess[i]))
             returns[i] += rewards[i]
             if dones[i]:
                 # The Monitor's return where there is one, as evaluate_policy counts it
