@@ -24,9 +24,11 @@ THRESHOLDS: dict[str, float] = {
     "Walker2d-v5": 2000.0,
     "InvertedDoublePendulum-v5": 9100.0,
     "Reacher-v5": -7.0,
-    # Set before the runs (gymnasium gives none for Humanoid, 0 for Pusher, which no policy reaches): surviving a fifth
-    # of an episode while walking, and a puck pushed most of the way
+    # Set before the runs (gymnasium gives none for Humanoid and HumanoidStandup, 0 for Pusher, which no policy reaches):
+    # surviving a fifth of an episode while walking, standing up (lying still earns about 35k per episode), and a puck
+    # pushed most of the way
     "Humanoid-v5": 1000.0,
+    "HumanoidStandup-v5": 100000.0,
     "Pusher-v5": -30.0,
     "PongNoFrameskip-v4": 18.0,
     "BreakoutNoFrameskip-v4": 100.0,
@@ -42,7 +44,7 @@ THRESHOLDS: dict[str, float] = {
 
 #: Reported, but not counted in the median ratio over tasks: classic control (tuned A2C solves it early already) and
 #: entries measured against A2C only to choose or check them (InvertedPendulum-v5, Swimmer-v5, Ant-v5, BipedalWalker-v3,
-#: Humanoid-v5, Pusher-v5)
+#: Humanoid-v5, HumanoidStandup-v5, Pusher-v5)
 SANITY_CHECKS = (
     "CartPole-v1",
     "Acrobot-v1",
@@ -53,6 +55,7 @@ SANITY_CHECKS = (
     "Ant-v5",
     "BipedalWalker-v3",
     "Humanoid-v5",
+    "HumanoidStandup-v5",
     "Pusher-v5",
 )
 
