@@ -110,6 +110,12 @@ CASES = [
     ("acktr-update-float", acktr(kfac_update=2.5), ValueError, r"kfac_update must be an integer >= 1, got 2\.5"),
     ("acktr-stats-update", acktr(kfac_stats_update=0), ValueError, r"kfac_stats_update must be an integer >= 1, got 0"),
     ("acktr-stats-samples", acktr(kfac_stats_samples=0), ValueError, r"kfac_stats_samples must be an integer >= 1, got 0"),
+    (
+        "acktr-max-factor-dim",
+        acktr(kfac_max_factor_dim=0),
+        ValueError,
+        r"kfac_max_factor_dim must be an integer >= 1, got 0\. Try 8192, or None",
+    ),
     ("acktr-vf-fisher", acktr(vf_fisher_coef=-1.0), ValueError, r"vf_fisher_coef must be in \[0, inf\), got -1\.0"),
     ("acktr-grad-norm", acktr(max_grad_norm=0.0), ValueError, r"max_grad_norm must be in \(0, inf\], got 0\.0"),
     ("acktr-gamma", acktr(gamma=1.5), ValueError, r"gamma must be in \[0, 1\], got 1\.5"),
@@ -130,6 +136,7 @@ CASES = [
         ValueError,
         r"kfac_distributed_inverses must be one of \('all_ranks', 'one_rank'\), got 'rank0'",
     ),
+    ("kfac-max-factor-dim", kfac(max_factor_dim=2.5), ValueError, r"max_factor_dim must be an integer >= 1, got 2\.5"),
     (
         "kfac-distributed-inverses",
         kfac(distributed_inverses="some"),

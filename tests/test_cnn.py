@@ -138,3 +138,21 @@ def test_image_like_input(normalize_images):
             ACKTR("CnnPolicy", vec_env, **kwargs).learn(128)
     else:
         ACKTR("CnnPolicy", vec_env, **kwargs).learn(128)
+
+
+def test_mlp_policy_on_pixels_leaves_the_wide_layers_to_the_diagonal_fisher():
+    """
+    MlpPolicy on a 96x96 image (A2C's pipeline with ACKTR in its place): the first layers' A would be 9217 wide
+    (0.68 GB with its inverse, minutes per refresh); they get the diagonal Fisher with a warning, and training runs.
+    """
+    env = FakeImageEnv(screen_height=96, screen_width=96, n_channels=1, discrete=True)
+    with pytest.warns(UserWarning, match=r"'mlp_extractor.policy_net.0' \(Linear, A 9217 x 9217, .* CnnPolicy"):
+        model = ACKTR("MlpPolicy", env, n_steps=8, seed=0)
+    optimizer = model.policy.optimizer
+    first_layers = [model.policy.mlp_extractor.policy_net[0], model.policy.mlp_extractor.value_net[0]]
+    assert not any(layer.name.endswith("_net.0") for layer in optimizer.layers)
+    assert {id(layer.weight) for layer in first_layers} <= {id(param) for param in optimizer.fallback_params}
+    model.learn(24)
+    assert optimizer.steps == 3 and optimizer.skipped_steps == 0
+    assert all("fisher_diag" in optimizer.state[layer.weight] for layer in first_layers)
+    assert "A" in optimizer.state[model.policy.action_net.weight]

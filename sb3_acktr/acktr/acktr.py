@@ -44,6 +44,7 @@ KFAC_ARGUMENTS = {
     "kfac_momentum": "momentum",
     "kfac_inverse_method": "inverse_method",
     "kfac_distributed_inverses": "distributed_inverses",
+    "kfac_max_factor_dim": "max_factor_dim",
 }
 
 
@@ -169,6 +170,9 @@ class ACKTR(OnPolicyAlgorithm):
     :param kfac_distributed_inverses: Under ``torchrun``, ``"all_ranks"`` computes every K-FAC inverse on every rank
         (no communication) or ``"one_rank"`` each layer's on one rank, shared in one collective (``KFAC``'s
         ``distributed_inverses``; worth it for wide layers and many ranks). No effect in one process
+    :param kfac_max_factor_dim: The widest Kronecker factor a layer may get (``KFAC``'s ``max_factor_dim``): a wider
+        layer, such as an MlpPolicy's first layer on a flattened image, uses the diagonal Fisher, with a warning (its
+        factor would take gigabytes and minutes per inverse). None: no limit
     :param kfac_inverse_method: ``"cholesky"`` (factored Tikhonov damping, as the paper) or ``"eigen"``
         (damping added to eigenvalue products, as OpenAI baselines and SB2)
     :param trust_region: ``"joint"``: one trust-region scale for actor and critic together (SB2);
@@ -236,6 +240,7 @@ class ACKTR(OnPolicyAlgorithm):
         kfac_momentum: float = kfac_default("kfac_momentum"),
         kfac_inverse_method: str = kfac_default("kfac_inverse_method"),
         kfac_distributed_inverses: str = kfac_default("kfac_distributed_inverses"),
+        kfac_max_factor_dim: int | None = kfac_default("kfac_max_factor_dim"),
         trust_region: str = "joint",
         target_kl: float | None = None,
         action_bound_coef: float = 0.0,
@@ -293,6 +298,7 @@ class ACKTR(OnPolicyAlgorithm):
         self.kfac_momentum = kfac_momentum
         self.kfac_inverse_method = kfac_inverse_method
         self.kfac_distributed_inverses = kfac_distributed_inverses
+        self.kfac_max_factor_dim = kfac_max_factor_dim
         self.trust_region = trust_region
         self.target_kl = target_kl
         #: The learning rate's multiplier that ``target_kl`` adapts (1 without it)

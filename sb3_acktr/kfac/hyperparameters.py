@@ -93,6 +93,9 @@ HYPERPARAMETERS = {
     "lstm_curvature": Hyperparameter("kronecker", choices=LSTM_CURVATURES),
     "loss_reduction": Hyperparameter("mean", choices=LOSS_REDUCTIONS),
     "distributed_inverses": Hyperparameter("all_ranks", choices=DISTRIBUTED_INVERSES),
+    "max_factor_dim": Hyperparameter(
+        8192, integer=True, optional=True, advice="Try 8192, or None to give every layer Kronecker factors."
+    ),
 }
 #: The options a parameter group may set: checked for the defaults and every group at construction, and for every
 #: group at each step() (they may be set later)

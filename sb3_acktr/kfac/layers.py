@@ -118,7 +118,7 @@ class Record(NamedTuple):
     output_version: int
 
 
-def find_layers(model: nn.Module, lstm_curvature: str) -> list[KroneckerLayer]:
+def find_layers(model: nn.Module, lstm_curvature: str, max_factor_dim: int | None = None) -> list[KroneckerLayer]:
     """
     The trainable ``nn.Linear``/``nn.Conv2d`` (``groups=1``) layers of ``model``, and with ``lstm_curvature="kronecker"``
     every layer of its unidirectional ``nn.LSTM`` without projections; a warning names the modules left to the diagonal
@@ -126,6 +126,8 @@ def find_layers(model: nn.Module, lstm_curvature: str) -> list[KroneckerLayer]:
 
     :param model: The model
     :param lstm_curvature: ``"kronecker"`` or ``"diagonal"`` (the LSTMs on the diagonal Fisher, without a warning)
+    :param max_factor_dim: A layer whose A or G would be wider than this is left to the diagonal Fisher, with a warning
+        (:func:`oversized_layers`); an LSTM with such a layer, all of its layers. None: no limit
     :return: The layers, in ``named_modules()`` order
     :raises ValueError: If a covered weight is shared (tied), or nothing gets Kronecker factors
     """
@@ -152,6 +154,14 @@ def find_layers(model: nn.Module, lstm_curvature: str) -> list[KroneckerLayer]:
         seen.add(id(module.weight))
         biases = [module.bias] if module.bias is not None and module.bias.requires_grad else []
         layers.append(KroneckerLayer(name, module, [module.weight], biases, bias_column=module.bias is not None))
+    oversized = {layer.module for layer in oversized_layers(layers, max_factor_dim)}
+    layers = [layer for layer in layers if layer.module not in oversized]
+    if not layers and oversized:
+        raise ValueError(
+            f"KFAC: every layer of {type(model).__name__} is wider than max_factor_dim={max_factor_dim}: there is "
+            "nothing to precondition with Kronecker factors. Raise max_factor_dim (None: no limit), or use a "
+            "first-order optimizer for this model."
+        )
     if not layers:
         raise ValueError(
             f"KFAC found no trainable nn.Linear, nn.Conv2d (groups=1) or nn.LSTM layer in {type(model).__name__}: "
@@ -160,7 +170,7 @@ def find_layers(model: nn.Module, lstm_curvature: str) -> list[KroneckerLayer]:
     covered = {id(param): layer.name for layer in layers for param in layer.params}
     on_diagonal = []
     for name, module in model.named_modules():
-        if any(module is layer.module for layer in layers):
+        if module in oversized or any(module is layer.module for layer in layers):
             continue
         own = [param for param in module.parameters(recurse=False) if param.requires_grad]
         tied = [covered[id(param)] for param in own if id(param) in covered]
@@ -181,6 +191,39 @@ def find_layers(model: nn.Module, lstm_curvature: str) -> list[KroneckerLayer]:
             UserWarning,
         )
     return layers
+
+
+def oversized_layers(layers: list[KroneckerLayer], max_factor_dim: int | None) -> list[KroneckerLayer]:
+    """
+    The layers of the modules that have a layer whose Kronecker factor would be wider than ``max_factor_dim``; a
+    warning names them. Such a factor (a flattened image's pixels as a Linear's inputs, for one) costs ``d²`` memory
+    twice (the factor and its inverse), ``N·d²`` per statistics update and ``d³`` per inverse: minutes per update,
+    where the diagonal Fisher costs what the gradient does.
+
+    :param layers: The candidate layers
+    :param max_factor_dim: The widest factor allowed (None: no limit)
+    :return: The layers left to the diagonal Fisher (every layer of an LSTM that has one)
+    """
+    if max_factor_dim is None:
+        return []
+    wide = {layer.module for layer in layers if max(layer.a_dim, layer.g_dim) > max_factor_dim}
+    oversized = [layer for layer in layers if layer.module in wide]
+    if oversized:
+        described = [
+            f"'{layer.name}' ({type(layer.module).__name__}, A {layer.a_dim} x {layer.a_dim}, G {layer.g_dim} x "
+            f"{layer.g_dim}: {2 * (layer.a_dim**2 + layer.g_dim**2) * layer.weight.element_size() / 1e9:.2g} GB with "
+            "the inverses)"
+            for layer in oversized
+        ]
+        warnings.warn(
+            f"KFAC: no Kronecker factors for {', '.join(described)}: a factor wider than max_factor_dim={max_factor_dim} "
+            "would cost its width squared in memory and its cube at every inverse. Their parameters use the diagonal "
+            "Fisher fallback. A layer this wide usually takes a flattened image: a convolutional network (SB3's "
+            "CnnPolicy) gives the image Kronecker factors at a small cost. Raise max_factor_dim (ACKTR's "
+            "kfac_max_factor_dim; None: no limit) to keep their Kronecker factors.",
+            UserWarning,
+        )
+    return oversized
 
 
 def lstm_layers(name: str, module: nn.LSTM) -> list[KroneckerLayer]:

@@ -184,6 +184,9 @@ class KFAC(th.optim.Optimizer):
     :param distributed_inverses: In a data-parallel run, ``"all_ranks"`` computes every damped inverse on every rank
         (no communication) and ``"one_rank"`` computes each layer's on one rank (assigned by cost, d³ + o³) and
         shares them in one collective (1/N of the compute, the inverses' size in communication)
+    :param max_factor_dim: The widest Kronecker factor a layer may get: a layer whose A or G would be wider (a Linear
+        on a flattened image's pixels, for one) uses the diagonal Fisher fallback instead, with a warning that names it
+        (its factor would cost d² memory twice and d³ per inverse). None: no limit
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class KFAC(th.optim.Optimizer):
         param_groups: list[dict[str, Any]] | None = None,
         process_group: dist.ProcessGroup | None = None,
         distributed_inverses: str = DEFAULTS["distributed_inverses"],
+        max_factor_dim: int | None = DEFAULTS["max_factor_dim"],
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"KFAC needs the nn.Module it optimizes, got {type(model).__name__}.")
@@ -221,6 +225,7 @@ class KFAC(th.optim.Optimizer):
             lstm_curvature=lstm_curvature,
             loss_reduction=loss_reduction,
             distributed_inverses=distributed_inverses,
+            max_factor_dim=max_factor_dim,
         )
         for name, value in options.items():
             HYPERPARAMETERS[name].check(name, value)
@@ -234,7 +239,8 @@ class KFAC(th.optim.Optimizer):
         self.trust_region = trust_region
         self.loss_reduction = loss_reduction
         self.lstm_curvature = lstm_curvature
-        self.layers = find_layers(model, lstm_curvature)
+        self.max_factor_dim = max_factor_dim
+        self.layers = find_layers(model, lstm_curvature, max_factor_dim)
         self._set_weight_sharing(weight_sharing)
         trainable = [param for param in model.parameters() if param.requires_grad]
         if not trainable:
@@ -296,6 +302,7 @@ class KFAC(th.optim.Optimizer):
             "inverse_method",
             "trust_region",
             "lstm_curvature",
+            "max_factor_dim",
         )
         return {
             **{name: getattr(self, name) for name in options},
@@ -1082,6 +1089,12 @@ class KFAC(th.optim.Optimizer):
             for key, value in param_state.items():
                 if not isinstance(value, th.Tensor):
                     continue
+                if key in self.STATISTICS and key not in expected:
+                    raise ValueError(
+                        f"This KFAC state holds Kronecker factors ('{key}') for a parameter of shape {tuple(param.shape)} "
+                        "that this optimizer preconditions with the diagonal Fisher: it was saved for another model, or "
+                        "with another max_factor_dim."
+                    )
                 if key in expected and tuple(value.shape) != expected[key]:
                     raise ValueError(
                         f"This KFAC state was saved for another model: its '{key}' of a parameter of shape "

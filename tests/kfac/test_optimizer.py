@@ -650,3 +650,56 @@ def test_a_group_without_gradients_steps_the_others():
     for name, param in model.named_parameters():
         assert th.equal(param, before[name]) == name.startswith("unused"), name
     assert [info["vg"] for info in optimizer.last_step_info][1] == 0.0
+
+
+def test_layer_wider_than_max_factor_dim_uses_the_diagonal_fisher():
+    """A Linear whose A would be 10 x 10 under max_factor_dim=8: named, then stepped by ∇ / (N·(∇L_F)² + λ)."""
+    th.manual_seed(5)
+    x, y = th.randn(8, 9, dtype=th.float64), th.randint(0, 3, (8,))
+    model = nn.Sequential(nn.Linear(9, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    damping = 0.01
+    with pytest.warns(
+        UserWarning, match=r"no Kronecker factors for '0' \(Linear, A 10 x 10, G 4 x 4: .* GB .*max_factor_dim=8"
+    ):
+        optimizer = KFAC(model, lr=0.1, momentum=0.0, kfac_clip=1e9, damping=damping, max_factor_dim=8)
+    assert [layer.name for layer in optimizer.layers] == ["2"]
+    assert optimizer.fallback_params == [model[0].weight, model[0].bias]
+    with optimizer.record_curvature():
+        logits = model(x)
+    fisher_loss = sampled_fisher_loss(logits)
+    fisher_grads = th.autograd.grad(fisher_loss, [model[0].weight, model[0].bias], retain_graph=True)
+    optimizer.update_curvature(fisher_loss)
+    optimizer.zero_grad()
+    F.cross_entropy(logits, y).backward()
+    grads = [param.grad.clone() for param in (model[0].weight, model[0].bias)]
+    before = [param.detach().clone() for param in (model[0].weight, model[0].bias)]
+    optimizer.step()
+    assert "A" not in optimizer.state[model[0].weight] and "A" in optimizer.state[model[2].weight]
+    for param, old, grad, fisher_grad in zip((model[0].weight, model[0].bias), before, grads, fisher_grads, strict=True):
+        th.testing.assert_close(old - param.detach(), 0.1 * grad / (8 * fisher_grad**2 + damping))
+
+
+def test_max_factor_dim_none_keeps_every_layer(recwarn):
+    model = nn.Sequential(nn.Linear(9, 4), nn.Tanh(), nn.Linear(4, 3))
+    assert len(KFAC(model, max_factor_dim=None).layers) == 2
+    assert len(KFAC(model, max_factor_dim=10).layers) == 2  # A of the first layer is 10 wide: at the limit, kept
+    assert not [w for w in recwarn if "max_factor_dim" in str(w.message)]
+
+
+def test_every_layer_wider_than_max_factor_dim_is_refused():
+    with pytest.raises(ValueError, match=r"every layer of Linear is wider than max_factor_dim=4.*Raise max_factor_dim"):
+        with pytest.warns(UserWarning, match="max_factor_dim=4"):
+            KFAC(nn.Linear(9, 3), max_factor_dim=4)
+
+
+def test_state_with_factors_for_a_diagonal_parameter_is_refused():
+    """Factors saved without the limit do not load into an optimizer that leaves the layer to the diagonal Fisher."""
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    saved = trained_state(model)
+    with pytest.warns(UserWarning, match="max_factor_dim=5"):
+        optimizer = KFAC(model, max_factor_dim=5)
+    with pytest.raises(
+        ValueError, match=r"holds Kronecker factors \('A'\) for a parameter of shape \(3, 5\) .*max_factor_dim"
+    ):
+        optimizer.load_state_dict(saved)
+    assert optimizer.steps == 0
