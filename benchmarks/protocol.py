@@ -18,6 +18,7 @@ THRESHOLDS: dict[str, float] = {
     "Swimmer-v5": 360.0,
     "Ant-v5": 6000.0,
     "BipedalWalker-v3": 300.0,
+    "BipedalWalkerHardcore-v3": 300.0,
     "LunarLanderContinuous-v3": 200.0,
     "HalfCheetah-v5": 1500.0,
     "Hopper-v5": 2000.0,
@@ -44,7 +45,7 @@ THRESHOLDS: dict[str, float] = {
 
 #: Reported, but not counted in the median ratio over tasks: classic control (tuned A2C solves it early already) and
 #: entries measured against A2C only to choose or check them (InvertedPendulum-v5, Swimmer-v5, Ant-v5, BipedalWalker-v3,
-#: Humanoid-v5, HumanoidStandup-v5, Pusher-v5)
+#: BipedalWalkerHardcore-v3, Humanoid-v5, HumanoidStandup-v5, Pusher-v5)
 SANITY_CHECKS = (
     "CartPole-v1",
     "Acrobot-v1",
@@ -54,6 +55,7 @@ SANITY_CHECKS = (
     "Swimmer-v5",
     "Ant-v5",
     "BipedalWalker-v3",
+    "BipedalWalkerHardcore-v3",
     "Humanoid-v5",
     "HumanoidStandup-v5",
     "Pusher-v5",
