@@ -305,6 +305,25 @@ def test_diagonal_lstm_curvature_keeps_the_fused_kernel():
         KFAC(model, lstm_curvature="full")
 
 
+def test_lstm_wider_than_max_factor_dim_stays_on_the_diagonal():
+    """G of each layer is 4 x HIDDEN = 16 wide: above max_factor_dim=15 the whole LSTM gets the diagonal Fisher."""
+    th.manual_seed(0)
+    model = LSTMClassifier(num_layers=2).double()
+    with pytest.warns(UserWarning, match=r"no Kronecker factors for 'lstm.l0' \(LSTM, A 8 x 8, G 16 x 16: .*'lstm.l1'"):
+        optimizer = KFAC(model, max_factor_dim=15)
+    assert [layer.name for layer in optimizer.layers] == ["head"]
+    assert {id(param) for param in model.lstm.parameters()} == {id(param) for param in optimizer.fallback_params}
+    x, hx, targets, mask = batch(num_layers=2)
+    with optimizer.record_curvature():
+        logits = model(x, hx)
+    optimizer.update_curvature(masked_loss(logits, th.distributions.Categorical(logits=logits.detach()).sample(), mask))
+    optimizer.zero_grad()
+    masked_loss(logits, targets, mask).backward()
+    optimizer.step()
+    assert all("fisher_diag" in optimizer.state[param] for param in model.lstm.parameters())
+    assert optimizer.skipped_steps == 0 and "A" in optimizer.state[model.head.weight]
+
+
 def test_packed_sequence_is_refused():
     lstm = nn.LSTM(INPUT, HIDDEN)
     optimizer = KFAC(nn.ModuleDict(dict(lstm=lstm)))
