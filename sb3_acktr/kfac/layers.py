@@ -118,7 +118,7 @@ class Record(NamedTuple):
     output_version: int
 
 
-def find_layers(model: nn.Module, lstm_curvature: str, max_factor_dim: int | None = None) -> list[KroneckerLayer]:
+def find_layers(model: nn.Module, lstm_curvature: str, max_factor_dim: int | None) -> list[KroneckerLayer]:
     """
     The trainable ``nn.Linear``/``nn.Conv2d`` (``groups=1``) layers of ``model``, and with ``lstm_curvature="kronecker"``
     every layer of its unidirectional ``nn.LSTM`` without projections; a warning names the modules left to the diagonal
