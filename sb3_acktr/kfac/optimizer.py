@@ -351,9 +351,17 @@ class KFAC(th.optim.Optimizer):
             for name, form in weight_sharing.items():
                 HYPERPARAMETERS["weight_sharing"].check(f"weight_sharing[{name!r}]", form)
                 if name not in sharing:
+                    module = dict(self.model.named_modules()).get(name)
+                    # A convolution or LSTM the constructor left to the diagonal Fisher (its warning said why)
+                    why = (
+                        f" ({type(module).__name__} {name!r} is on the diagonal Fisher: groups != 1, a factor wider "
+                        "than max_factor_dim, lstm_curvature='diagonal' or frozen weights)"
+                        if isinstance(module, WEIGHT_SHARING_MODULES)
+                        else ""
+                    )
                     raise ValueError(
                         f"weight_sharing names layer {name!r}, which is not an nn.Conv2d or nn.LSTM layer with Kronecker "
-                        f"factors; the form applies to these layers: {sorted(sharing)}."
+                        f"factors{why}; the form applies to these layers: {sorted(sharing)}."
                     )
             forms = weight_sharing
         else:

@@ -376,6 +376,17 @@ def test_weight_sharing_bad_input(weight_sharing, error, message):
         KFAC(model, weight_sharing=weight_sharing)
 
 
+def test_reduce_for_a_convolution_on_the_diagonal_says_why():
+    """A convolution max_factor_dim left to the diagonal Fisher is named as such when weight_sharing names it."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4, 2))  # the convolution's A is 19 x 19
+    with pytest.warns(UserWarning, match="max_factor_dim=10"):
+        with pytest.raises(
+            ValueError,
+            match=r"weight_sharing names layer '0', .* \(Conv2d '0' is on the diagonal Fisher: .*max_factor_dim.*\)",
+        ):
+            KFAC(model, weight_sharing={"0": "reduce"}, max_factor_dim=10)
+
+
 def test_reduce_without_a_convolution_is_rejected():
     with pytest.raises(
         ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d and nn\.LSTM layers, but Sequential has none"
