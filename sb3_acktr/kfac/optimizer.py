@@ -351,17 +351,9 @@ class KFAC(th.optim.Optimizer):
             for name, form in weight_sharing.items():
                 HYPERPARAMETERS["weight_sharing"].check(f"weight_sharing[{name!r}]", form)
                 if name not in sharing:
-                    module = dict(self.model.named_modules()).get(name)
-                    # A convolution or LSTM the constructor left to the diagonal Fisher (its warning said why)
-                    why = (
-                        f" ({type(module).__name__} {name!r} is on the diagonal Fisher: groups != 1, a factor wider "
-                        "than max_factor_dim, lstm_curvature='diagonal' or frozen weights)"
-                        if isinstance(module, WEIGHT_SHARING_MODULES)
-                        else ""
-                    )
                     raise ValueError(
                         f"weight_sharing names layer {name!r}, which is not an nn.Conv2d or nn.LSTM layer with Kronecker "
-                        f"factors{why}; the form applies to these layers: {sorted(sharing)}."
+                        f"factors{self._why_not_sharing(name, sharing)}; the form applies to these layers: {sorted(sharing)}."
                     )
             forms = weight_sharing
         else:
@@ -371,6 +363,26 @@ class KFAC(th.optim.Optimizer):
             )
         for name, form in forms.items():
             sharing[name].weight_sharing = form
+
+    def _why_not_sharing(self, name: str, sharing: dict[str, KroneckerLayer]) -> str:
+        """
+        Why a module named in a ``weight_sharing`` dict is not among the weight-sharing layers, for the error.
+
+        :param name: The name given
+        :param sharing: The weight-sharing layers by name
+        :return: `` (reason)``, or "" when ``name`` is no convolution or LSTM
+        """
+        module = dict(self.model.named_modules()).get(name)
+        if not isinstance(module, WEIGHT_SHARING_MODULES):
+            return ""
+        own = sorted(layer for layer, kronecker_layer in sharing.items() if kronecker_layer.module is module)
+        if own:  # an LSTM's layers are named "<name>.l<k>"
+            return f" (the layers of nn.LSTM {name!r} are {own})"
+        # The constructor left it to the diagonal Fisher, and its warning said why
+        return (
+            f" ({type(module).__name__} {name!r} is on the diagonal Fisher: groups != 1, a factor wider than "
+            "max_factor_dim, lstm_curvature='diagonal' or frozen weights)"
+        )
 
     def _check_param_groups(
         self, param_groups: list[dict[str, Any]] | None, trainable: list[nn.Parameter]

@@ -387,6 +387,13 @@ def test_reduce_for_a_convolution_on_the_diagonal_says_why():
             KFAC(model, weight_sharing={"0": "reduce"}, max_factor_dim=10)
 
 
+def test_reduce_for_an_lstm_by_its_module_name_names_its_layers():
+    with pytest.raises(
+        ValueError, match=r"weight_sharing names layer '0', .* \(the layers of nn\.LSTM '0' are \['0\.l0', '0\.l1'\]\)"
+    ):
+        KFAC(nn.Sequential(nn.LSTM(3, 4, num_layers=2), nn.Linear(4, 2)), weight_sharing={"0": "reduce"})
+
+
 def test_reduce_without_a_convolution_is_rejected():
     with pytest.raises(
         ValueError, match=r"weight_sharing='reduce' applies to nn\.Conv2d and nn\.LSTM layers, but Sequential has none"
