@@ -131,6 +131,27 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
     return path, None, f"{path.name}: {fallback}"
 
 
+def check_evaluation_episodes(eval_env: VecEnv, env_id: str) -> None:
+    """
+    Evaluations play the task's own episodes: an entry's ``env_kwargs`` may shorten the training episodes
+    (``max_episode_steps``, e.g. InvertedDoublePendulum-v5's), which rl-zoo passes to the training envs only; should
+    the evaluation envs get them too, the returns would no longer be comparable with the thresholds.
+
+    :param eval_env: The evaluation envs
+    :param env_id: Environment id
+    :raises RuntimeError: If an evaluation env's time limit is not the one gymnasium registered for ``env_id``
+    """
+    registered = gym.spec(env_id).max_episode_steps
+    limits = {None if spec is None else spec.max_episode_steps for spec in eval_env.get_attr("spec")}
+    if limits != {registered}:
+        raise RuntimeError(
+            f"the evaluation envs of {env_id} end episodes after {sorted(limits, key=str)} steps, not after the "
+            f"{registered} gymnasium registered: rl-zoo passed the entry's env_kwargs (for the training envs) to them, "
+            "and the thresholds are for the registered episodes. Build the evaluation envs without the entry's "
+            "max_episode_steps."
+        )
+
+
 def display_path(path: Path) -> str:
     """A hyperparameters file as ``hyperparams/acktr.yml`` (this repository) or ``rl_zoo3/hyperparams/a2c.yml``."""
     try:
@@ -309,6 +330,7 @@ class Run:
         if self.results["hyperparams"] is None:
             self.results["hyperparams"] = {key: str(value) for key, value in saved_hyperparams.items()}
         self.eval_env = manager.create_envs(N_EVAL_EPISODES, eval_env=True, no_log=True)
+        check_evaluation_episodes(self.eval_env, self.args.env)
         self.elapsed = self.results["wall_time_s"][-1] if self.results["wall_time_s"] else 0.0
         self.start = time.perf_counter()
         budget = self.results["budget"]

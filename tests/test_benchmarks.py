@@ -677,3 +677,23 @@ def test_action_saturation_measures_the_excess_in_half_widths():
     # |3 - 0| / 2 = 1.5 beyond the first bound; |1.5 - 0.5| / 0.5 = 2 beyond the second; the centre is 0
     means = np.array([[3.0, 0.5], [0.0, 1.5], [0.0, 0.5]])
     np.testing.assert_allclose(bound_excess(means, space), [1.5, 2.0, 0.0])
+
+
+def test_training_time_limit_stays_out_of_the_evaluations(tmp_path):
+    """InvertedDoublePendulum-v5's entry shortens the training episodes only: evaluations play the registered 1000 steps."""
+    import sample_efficiency
+    from stable_baselines3.common.env_util import make_vec_env
+
+    args = sample_efficiency.parse_args(
+        ["--algo", "acktr", "--env", "InvertedDoublePendulum-v5", "--out-dir", str(tmp_path), "--quick", "--no-progress"]
+    )
+    sample_efficiency.register_for(args)
+    manager = sample_efficiency.Run(args).experiment(resume=False)
+    model, _ = manager.setup_experiment()
+    eval_env = manager.create_envs(sample_efficiency.N_EVAL_EPISODES, eval_env=True, no_log=True)
+    assert {spec.max_episode_steps for spec in model.get_env().get_attr("spec")} == {200}
+    assert {spec.max_episode_steps for spec in eval_env.get_attr("spec")} == {1000}
+    sample_efficiency.check_evaluation_episodes(eval_env, "InvertedDoublePendulum-v5")
+    shortened = make_vec_env("InvertedDoublePendulum-v5", n_envs=2, env_kwargs={"max_episode_steps": 200})
+    with pytest.raises(RuntimeError, match=r"end episodes after \[200\] steps, not after the 1000 gymnasium registered"):
+        sample_efficiency.check_evaluation_episodes(shortened, "InvertedDoublePendulum-v5")
