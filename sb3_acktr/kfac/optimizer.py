@@ -378,10 +378,12 @@ class KFAC(th.optim.Optimizer):
         own = sorted(layer for layer, kronecker_layer in sharing.items() if kronecker_layer.module is module)
         if own:  # an LSTM's layers are named "<name>.l<k>"
             return f" (the layers of nn.LSTM {name!r} are {own})"
+        if not any(param.requires_grad for param in module.parameters()):
+            return f" ({type(module).__name__} {name!r} is frozen: KFAC does not optimize it)"
         # The constructor left it to the diagonal Fisher, and its warning said why
         return (
             f" ({type(module).__name__} {name!r} is on the diagonal Fisher: groups != 1, a factor wider than "
-            "max_factor_dim, lstm_curvature='diagonal' or frozen weights)"
+            "max_factor_dim, lstm_curvature='diagonal', an LSTM without Kronecker factors or a frozen weight)"
         )
 
     def _check_param_groups(

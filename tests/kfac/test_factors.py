@@ -387,6 +387,22 @@ def test_reduce_for_a_convolution_on_the_diagonal_says_why():
             KFAC(model, weight_sharing={"0": "reduce"}, max_factor_dim=10)
 
 
+@pytest.mark.parametrize(
+    "frozen, reason",
+    [
+        (("weight", "bias"), r"Conv2d '0' is frozen: KFAC does not optimize it"),
+        (("weight",), r"Conv2d '0' is on the diagonal Fisher: .*a frozen weight"),
+    ],
+)
+def test_reduce_for_a_frozen_convolution_says_so(frozen, reason):
+    """A frozen convolution is not optimized at all; one with a frozen weight leaves its bias to the diagonal Fisher."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    for name in frozen:
+        getattr(model[0], name).requires_grad_(False)
+    with pytest.raises(ValueError, match=rf"weight_sharing names layer '0', .* \({reason}\)"):
+        KFAC(model, weight_sharing={"0": "reduce"})
+
+
 def test_reduce_for_an_lstm_by_its_module_name_names_its_layers():
     with pytest.raises(
         ValueError, match=r"weight_sharing names layer '0', .* \(the layers of nn\.LSTM '0' are \['0\.l0', '0\.l1'\]\)"
