@@ -131,6 +131,11 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
     return path, None, f"{path.name}: {fallback}"
 
 
+def episode_limits(venv: VecEnv) -> set[int | None]:
+    """The time limits (``max_episode_steps``) of a VecEnv's envs; None for an env without one."""
+    return {None if spec is None else spec.max_episode_steps for spec in venv.get_attr("spec")}
+
+
 def check_evaluation_episodes(eval_env: VecEnv, env_id: str) -> None:
     """
     Evaluations play the task's own episodes: an entry's ``env_kwargs`` may shorten the training episodes
@@ -142,7 +147,7 @@ def check_evaluation_episodes(eval_env: VecEnv, env_id: str) -> None:
     :raises RuntimeError: If an evaluation env's time limit is not the one gymnasium registered for ``env_id``
     """
     registered = gym.spec(env_id).max_episode_steps
-    limits = {None if spec is None else spec.max_episode_steps for spec in eval_env.get_attr("spec")}
+    limits = episode_limits(eval_env)
     if limits != {registered}:
         raise RuntimeError(
             f"the evaluation envs of {env_id} end episodes after {sorted(limits, key=str)} steps, not after the "

@@ -691,8 +691,8 @@ def test_training_time_limit_stays_out_of_the_evaluations(tmp_path):
     manager = sample_efficiency.Run(args).experiment(resume=False)
     model, _ = manager.setup_experiment()
     eval_env = manager.create_envs(sample_efficiency.N_EVAL_EPISODES, eval_env=True, no_log=True)
-    assert {spec.max_episode_steps for spec in model.get_env().get_attr("spec")} == {200}
-    assert {spec.max_episode_steps for spec in eval_env.get_attr("spec")} == {1000}
+    assert sample_efficiency.episode_limits(model.get_env()) == {200}
+    assert sample_efficiency.episode_limits(eval_env) == {1000}
     sample_efficiency.check_evaluation_episodes(eval_env, "InvertedDoublePendulum-v5")
     shortened = make_vec_env("InvertedDoublePendulum-v5", n_envs=2, env_kwargs={"max_episode_steps": 200})
     with pytest.raises(RuntimeError, match=r"end episodes after \[200\] steps, not after the 1000 gymnasium registered"):
