@@ -29,7 +29,7 @@ from gymnasium import spaces
 from protocol import N_EVAL_EPISODES
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 from tables import table_header
@@ -85,7 +85,7 @@ def replay(model: BaseAlgorithm, eval_env: VecEnv, first_steps: int) -> list[dic
     """
     One episode per evaluation env, as SB3's ``evaluate_policy`` runs them, with the mean's excess at every step.
 
-    :param model: The trained model (a diagonal Gaussian policy on a bounded action space)
+    :param model: The trained model (a Gaussian policy on a bounded action space, see the check below)
     :param eval_env: The evaluation envs, seeded
     :param first_steps: The early steps whose largest excess is reported apart
     :return: Per episode: return, length, largest excess in the first steps and overall, share of steps beyond
@@ -93,8 +93,15 @@ def replay(model: BaseAlgorithm, eval_env: VecEnv, first_steps: int) -> list[dic
     space, policy = model.action_space, model.policy
     if not isinstance(policy, ActorCriticPolicy) or isinstance(policy, RecurrentActorCriticPolicy):
         sys.exit(f"error: {policy.__class__.__name__}: only feed-forward actor-critic policies are replayed")
-    if not isinstance(space, spaces.Box) or not isinstance(policy.action_dist, DiagGaussianDistribution):
-        sys.exit(f"error: {policy.action_dist.__class__.__name__} on {space}: only diagonal Gaussian policies")
+    # The deterministic action is the Gaussian's mean: a diagonal Gaussian's, or gSDE's without a squashing bijector
+    gaussian = isinstance(policy.action_dist, DiagGaussianDistribution) or (
+        isinstance(policy.action_dist, StateDependentNoiseDistribution) and policy.action_dist.bijector is None
+    )
+    if not isinstance(space, spaces.Box) or not gaussian:
+        sys.exit(
+            f"error: {policy.action_dist.__class__.__name__} on {space}: only Gaussian policies whose deterministic "
+            "action is the mean (diagonal, or gSDE without squash_output)"
+        )
     n_envs = eval_env.num_envs
     excess: list[list[float]] = [[] for _ in range(n_envs)]
     returns = np.zeros(n_envs)

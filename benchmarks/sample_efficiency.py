@@ -19,6 +19,8 @@ segment's random streams: a resumed run is not bit-identical to an uninterrupted
     python benchmarks/sample_efficiency.py --env CartPole-v1 --algo acktr --seed 0
     python benchmarks/sample_efficiency.py --env HalfCheetah-v5 --algo a2c --seed 0 --budget 1000000
     python benchmarks/sample_efficiency.py --quick --algo acktr --out-dir /tmp/se    # 2k CartPole steps, seconds
+    python benchmarks/sample_efficiency.py --env MountainCarContinuous-v0 --algo acktr --seed 3 --stop-at 20000 \
+        --out-dir /tmp/mid                         # stopped, unfinished, after the evaluation at 20k (a checkpoint)
     python benchmarks/sample_efficiency.py --env MinAtar/Breakout-v1 --algo acktr --seed 0 \
         --params kfac_weight_sharing:"'reduce'" --variant reduce                     # reported as "acktr-reduce"
     torchrun --standalone --nproc_per_node 2 benchmarks/sample_efficiency.py --env HalfCheetah-v5 --algo acktr \
@@ -186,6 +188,8 @@ class Run:
         self.progress: tqdm | None = None
         self.elapsed = 0.0
         self.start = time.perf_counter()
+        #: Set by the evaluation at or past ``--stop-at``: training stops there, the run left unfinished
+        self.stopped = False
 
     def _load_or_start(self) -> dict[str, Any]:
         args = self.args
@@ -276,6 +280,7 @@ class Run:
         self.save()
         if self.progress is not None:
             self.progress.set_postfix(eval=f"{np.mean(returns):.1f}", refresh=False)
+        self.stopped = self.args.stop_at is not None and model.num_timesteps >= self.args.stop_at
 
     def save(self) -> None:
         """Model, VecNormalize statistics, then the results (written last, atomically)."""
@@ -362,6 +367,11 @@ class Run:
         )
         if not self.primary:
             return
+        if self.stopped:
+            # Unfinished (the report leaves it out); the checkpoint holds the policy of the last evaluation
+            self.progress.close()
+            print(f"{self.name}: stopped after the evaluation at {self.results['timesteps'][-1]} steps", file=sys.stderr)
+            return
         if self.results["timesteps"][-1] != self.model.num_timesteps:
             self.evaluate()  # the end of the budget
         self.results["done"] = True
@@ -382,7 +392,8 @@ class Run:
 class EvaluateAfterUpdates(BaseCallback):
     """
     Evaluate at the start of a rollout, i.e. after the update on the previous one: the policy then reflects every
-    step counted in ``num_timesteps``.
+    step counted in ``num_timesteps``. Training stops at the next step once an evaluation set ``run.stopped``
+    (``--stop-at``): no update follows that evaluation.
 
     :param run: The run to evaluate
     """
@@ -395,7 +406,7 @@ class EvaluateAfterUpdates(BaseCallback):
         self.run.maybe_evaluate()
 
     def _on_step(self) -> bool:
-        return True
+        return not self.run.stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -418,6 +429,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2,000 steps, an evaluation every 1,000: a smoke test")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar")
     parser.add_argument(
+        "--stop-at",
+        type=int,
+        help="Stop after the first evaluation at or past this step, leaving the run unfinished (the report leaves it "
+        "out) with the checkpoint of that evaluation, e.g. to replay a policy from the middle of a run "
+        "(action_saturation.py). The schedules still span --budget: the run is the same up to there",
+    )
+    parser.add_argument(
         "--train-log",
         type=Path,
         help="Also write SB3's logger output (the train/ keys) of every update to TRAIN_LOG/progress.csv, to see why a "
@@ -432,6 +450,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_freq = args.eval_freq or DEFAULT_EVAL_FREQS.get(args.env, DEFAULT_EVAL_FREQ)
     if args.budget <= 0 or args.eval_freq <= 0:
         parser.error("--budget and --eval-freq must be positive")
+    if args.stop_at is not None and not 0 <= args.stop_at < args.budget:
+        parser.error(f"--stop-at must be in [0, --budget) = [0, {args.budget}), got {args.stop_at}")
     if args.algo == a2c_at_acktr.NAME:
         try:
             a2c_at_acktr.tuned_learning_rate(args.env)

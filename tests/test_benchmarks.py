@@ -78,6 +78,14 @@ def test_sample_efficiency_quick_and_report(tmp_path):
         )
         for algo in ("acktr", "a2c")
     ]  # fmt: skip
+    # --stop-at: the same ACKTR run, stopped after its first evaluation at or past 1,000 steps
+    stopped_dir = tmp_path / "stopped"
+    processes.append(
+        start_script(
+            "sample_efficiency.py", "--quick", "--algo", "acktr", "--seed", "0", "--out-dir", str(stopped_dir),
+            "--no-progress", "--stop-at", "1000",
+        )
+    )  # fmt: skip
     for process in processes:
         finish_script(process)
     # --train-log: SB3's logger output of each update (2,000 steps of 8 envs x 20 steps: 13 updates). SB3 dumps before
@@ -95,6 +103,12 @@ def test_sample_efficiency_quick_and_report(tmp_path):
     a2c = json.loads((tmp_path / "CartPole-v1__a2c__seed0.json").read_text())
     # Same initial weights (same seed) and the same seeded evaluation start states
     assert acktr["returns"][0] == a2c["returns"][0]
+    # Stopped at the evaluation after 1,000 steps (8 envs x 20 steps: 1,120), unfinished, its policy checkpointed, and
+    # the same run as the whole one up to there (the learning rate's schedule spans the same budget)
+    stopped = json.loads((stopped_dir / "CartPole-v1__acktr__seed0.json").read_text())
+    assert not stopped["done"] and stopped["timesteps"] == acktr["timesteps"][:2] == [0, 1120]
+    assert stopped["returns"] == acktr["returns"][:2]
+    assert (stopped_dir / "checkpoints" / "CartPole-v1__acktr__seed0" / "model.zip").is_file()
 
     report_dir = tmp_path / "report"
     stdout = run_script("report.py", "--results", str(tmp_path), "--out-dir", str(report_dir))
@@ -649,8 +663,23 @@ def test_action_saturation_replays_the_last_evaluation(tmp_path):
         )
         for env_id in ("Pendulum-v1", "CartPole-v1")
     ]  # fmt: skip
+    # A gSDE policy (the entry's use_sde), replayed from the middle of its run: stopped after the evaluation at 1,200
+    processes.append(
+        start_script(
+            "sample_efficiency.py", "--quick", "--env", "MountainCarContinuous-v0", "--algo", "acktr", "--seed", "0",
+            "--out-dir", str(tmp_path), "--no-progress", "--stop-at", "1000",
+        )
+    )  # fmt: skip
     for process in processes:
         finish_script(process)
+    gsde_path = tmp_path / "MountainCarContinuous-v0__acktr__seed0.json"
+    gsde_out = tmp_path / "saturation_gsde.json"
+    run_script("action_saturation.py", str(gsde_path), "--out", str(gsde_out))
+    (gsde_row,) = json.loads(gsde_out.read_text())["runs"]
+    stopped = json.loads(gsde_path.read_text())
+    assert not stopped["done"] and stopped["timesteps"][-1] == 1200
+    replayed = sorted(episode["return"] for episode in gsde_row["episodes"])
+    assert replayed == pytest.approx(sorted(stopped["returns"][-1]), abs=1e-3)
     results_path = tmp_path / "Pendulum-v1__acktr-damped__seed0.json"
     out = tmp_path / "saturation.json"
     run_script("action_saturation.py", str(results_path), "--first-steps", "5", "--out", str(out))
@@ -666,7 +695,10 @@ def test_action_saturation_replays_the_last_evaluation(tmp_path):
     # A categorical policy has no mean to compare with bounds
     process = start_script("action_saturation.py", str(tmp_path / "CartPole-v1__acktr__seed0.json"))
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 1 and "CategoricalDistribution on Discrete(2): only diagonal Gaussian policies" in stderr
+    assert (
+        process.returncode == 1
+        and "CategoricalDistribution on Discrete(2): only Gaussian policies whose deterministic action" in stderr
+    )
 
 
 def test_action_saturation_measures_the_excess_in_half_widths():
