@@ -282,6 +282,15 @@ class Run:
             self.progress.set_postfix(eval=f"{np.mean(returns):.1f}", refresh=False)
         self.stopped = self.args.stop_at is not None and model.num_timesteps >= self.args.stop_at
 
+    def close(self) -> None:
+        """The progress bar, the evaluation envs and the training envs, once the run has learnt (or stopped)."""
+        assert self.progress is not None and self.eval_env is not None and self.model is not None
+        self.progress.close()
+        self.eval_env.close()
+        env = self.model.get_env()
+        if env is not None:
+            env.close()
+
     def save(self) -> None:
         """Model, VecNormalize statistics, then the results (written last, atomically)."""
         model = self.model
@@ -369,18 +378,14 @@ class Run:
             return
         if self.stopped:
             # Unfinished (the report leaves it out); the checkpoint holds the policy of the last evaluation
-            self.progress.close()
+            self.close()
             print(f"{self.name}: stopped after the evaluation at {self.results['timesteps'][-1]} steps", file=sys.stderr)
             return
         if self.results["timesteps"][-1] != self.model.num_timesteps:
             self.evaluate()  # the end of the budget
         self.results["done"] = True
         self.write_results()
-        self.progress.close()
-        self.eval_env.close()
-        env = self.model.get_env()
-        if env is not None:
-            env.close()
+        self.close()
         final = self.results["returns"][-1]
         print(
             f"{self.name}: {self.model.num_timesteps} steps, final evaluation {np.mean(final):.2f} +/- {np.std(final):.2f}; "
