@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,56 @@ def zoo_entry(algo: str, env_id: str) -> tuple[Path, dict[str, Any] | None, str]
         return path, dict(entries[anchored.group(1)]), f"{path.name}: mujoco-defaults (no entry for {env_id} or {v4})"
     fallback = "atari" if ExperimentManager.is_atari(env_id) else "default"
     return path, None, f"{path.name}: {fallback}"
+
+
+class FreshBox2DWorld(gym.Wrapper):
+    """
+    A new Box2D world at every reset of a BipedalWalker (and its Hardcore version), so that a seeded reset replays the
+    same physics. Gymnasium (1.4.0) builds the walker's world once and keeps it across resets, and what the world keeps
+    from earlier episodes changes the next one's physics from its first step (openai/gym#2390); LunarLander builds a new
+    world at each reset since Gymnasium PR #979, which Box2D's author also advises ("just create a new world"). The
+    walker's bodies are destroyed first, with the world they belong to, as its own reset would.
+    """
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        from Box2D import b2World  # only here: a BipedalWalker exists, so Box2D is installed
+
+        walker = self.env.unwrapped
+        walker._destroy()  # type: ignore[attr-defined]
+        walker.world = b2World()  # type: ignore[attr-defined]
+        return self.env.reset(**kwargs)
+
+
+def protocol_wrapper(entry_wrapper: Callable[[gym.Env], gym.Env] | None) -> Callable[[gym.Env], gym.Env]:
+    """
+    The wrapper of the protocol's envs: the entry's own (``env_wrapper``, if any), then :class:`FreshBox2DWorld` on a
+    BipedalWalker; any other env as the entry wraps it.
+
+    :param entry_wrapper: The entry's wrapper (rl-zoo's ``env_wrapper``), or None
+    :return: The wrapper to build each env with
+    """
+
+    def wrap(env: gym.Env) -> gym.Env:
+        env = env if entry_wrapper is None else entry_wrapper(env)
+        # Loaded once a BipedalWalker was made: the protocol does not need Box2D for the other envs
+        walker_module = sys.modules.get("gymnasium.envs.box2d.bipedal_walker")
+        if walker_module is not None and isinstance(env.unwrapped, walker_module.BipedalWalker):
+            return FreshBox2DWorld(env)
+        return env
+
+    return wrap
+
+
+class ProtocolExperimentManager(ExperimentManager):
+    """rl-zoo's ``ExperimentManager``, whose envs (training and evaluation) are built with :func:`protocol_wrapper`."""
+
+    def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
+        entry_wrapper = self.env_wrapper
+        self.env_wrapper = protocol_wrapper(entry_wrapper)
+        try:
+            return super().create_envs(n_envs, eval_env=eval_env, no_log=no_log)
+        finally:
+            self.env_wrapper = entry_wrapper
 
 
 def episode_limits(venv: VecEnv) -> set[int | None]:
@@ -235,7 +286,8 @@ class Run:
         }
 
     def experiment(self, resume: bool) -> ExperimentManager:
-        """rl-zoo's ExperimentManager for this run (continuing from the checkpoint if ``resume``)."""
+        """rl-zoo's ExperimentManager for this run (continuing from the checkpoint if ``resume``), its envs wrapped as
+        the protocol wraps them (:func:`protocol_wrapper`)."""
         args = self.args
         path, substitute, _ = zoo_entry(args.algo, args.env)
         config = str(path)
@@ -245,7 +297,7 @@ class Run:
             Path(config).write_text(yaml.safe_dump({args.env: substitute}))
         seed = args.seed + 1000 * self.results["resumes"]
         set_random_seed(seed)
-        return ExperimentManager(
+        return ProtocolExperimentManager(
             args,
             args.algo,
             args.env,
