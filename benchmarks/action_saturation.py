@@ -9,8 +9,9 @@ statistics) is rebuilt as the run built it (rl-zoo's ``ExperimentManager`` on th
 evaluated as the run evaluates: the same 10 seeded start states, deterministic actions. Per episode: its return and
 length, the largest excess of the mean over the bounds (``|mean - centre| / half-width``, largest over the action's
 components: above 1 is beyond a bound) in its first ``--first-steps`` steps and over the whole episode, and the
-share of its steps with any component beyond a bound. The returns must equal the run's last evaluation (checked:
-BipedalWalker's Box2D world, kept across resets by gymnasium, does not always repeat an evaluation, docs/benchmark.md).
+share of its steps with any component beyond a bound. The returns must equal the run's last evaluation (checked: a
+run whose envs do not repeat from their seeds, such as a BipedalWalker run made before the protocol gave the walker a
+new Box2D world at each reset, ``sample_efficiency.FreshBox2DWorld``, is refused).
 
     python benchmarks/action_saturation.py DIR/InvertedDoublePendulum-v5__acktr__seed0.json \\
         DIR/InvertedDoublePendulum-v5__a2c_at_acktr__seed0.json --out saturation.json

@@ -729,3 +729,58 @@ def test_training_time_limit_stays_out_of_the_evaluations(tmp_path):
     shortened = make_vec_env("InvertedDoublePendulum-v5", n_envs=2, env_kwargs={"max_episode_steps": 200})
     with pytest.raises(RuntimeError, match=r"end episodes after \[200\] steps, not after the 1000 gymnasium registered"):
         sample_efficiency.check_evaluation_episodes(shortened, "InvertedDoublePendulum-v5")
+
+
+def play_seeded_episode(env, seed: int, actions: np.ndarray) -> np.ndarray:
+    """The observations of an episode reset with ``seed`` and played with ``actions`` (until it ends)."""
+    observations = [env.reset(seed=seed)[0]]
+    for action in actions:
+        observation, _, terminated, truncated, _ = env.step(action)
+        observations.append(observation)
+        if terminated or truncated:
+            break
+    return np.array(observations)
+
+
+def test_bipedal_walker_replays_a_seeded_episode_exactly():
+    """
+    The protocol's BipedalWalker starts each episode in a new Box2D world: an env that played other episodes first
+    replays a seeded episode as a new env plays it. Gymnasium's own walker (1.4.0) does not: it keeps its world.
+    """
+    import gymnasium as gym
+    import sample_efficiency
+
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(200, 4)).astype(np.float32)
+
+    def replay_after_other_episodes(wrapper):
+        first = play_seeded_episode(wrapper(gym.make("BipedalWalker-v3")), 5, actions)
+        walker = wrapper(gym.make("BipedalWalker-v3"))
+        for seed in (7, 9):
+            play_seeded_episode(walker, seed, actions)
+        return first, play_seeded_episode(walker, 5, actions)
+
+    first, replayed = replay_after_other_episodes(sample_efficiency.protocol_wrapper(gym.wrappers.ClipAction))
+    np.testing.assert_array_equal(replayed, first)
+    first, replayed = replay_after_other_episodes(gym.wrappers.ClipAction)
+    assert first.shape != replayed.shape or not np.array_equal(first, replayed), "gymnasium's walker repeats now"
+    walker = sample_efficiency.protocol_wrapper(gym.wrappers.ClipAction)(gym.make("BipedalWalker-v3"))
+    assert isinstance(walker, sample_efficiency.FreshBox2DWorld) and isinstance(walker.env, gym.wrappers.ClipAction)
+    # Another env than a BipedalWalker keeps the entry's wrapper alone
+    cartpole = sample_efficiency.protocol_wrapper(None)(gym.make("CartPole-v1"))
+    assert not isinstance(cartpole, sample_efficiency.FreshBox2DWorld)
+
+
+@pytest.mark.parametrize("env_id, fresh_world", [("BipedalWalker-v3", True), ("Pendulum-v1", False)])
+def test_protocol_builds_training_and_evaluation_envs_with_its_wrapper(tmp_path, env_id, fresh_world):
+    import sample_efficiency
+
+    args = sample_efficiency.parse_args(
+        ["--algo", "a2c", "--env", env_id, "--out-dir", str(tmp_path), "--quick", "--no-progress"]
+    )
+    sample_efficiency.register_for(args)
+    manager = sample_efficiency.Run(args).experiment(resume=False)
+    model, _ = manager.setup_experiment()
+    eval_env = manager.create_envs(sample_efficiency.N_EVAL_EPISODES, eval_env=True, no_log=True)
+    for venv in (model.get_env(), eval_env):
+        assert venv.env_is_wrapped(sample_efficiency.FreshBox2DWorld) == [fresh_world] * venv.num_envs
+    assert manager.env_wrapper is None  # the entry's (rl-zoo's A2C entries have none), as the manager read it
