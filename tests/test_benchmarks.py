@@ -418,6 +418,7 @@ def test_a2c_at_acktr_entry_is_acktrs_less_its_own_keys():
     # CartPole-v1 leaves n_steps and vf_coef to ACKTR's defaults (20, 0.25), which A2C's (5, 0.5) must not replace;
     # Hopper-v5's learning rate is constant, CartPole-v1's and MountainCarContinuous-v0's linear: A2C's keeps the shape
     assert a2c_entry("CartPole-v1", 1e-3) == {
+        "normalize": True,
         "n_envs": 8,
         "n_timesteps": 1e5,
         "policy": "MlpPolicy",

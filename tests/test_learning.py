@@ -7,6 +7,7 @@ import yaml
 from rl_zoo3.utils import linear_schedule
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_acktr import ACKTR
 
@@ -36,6 +37,11 @@ def steps_to_threshold(seed: int) -> tuple[int, float]:
     env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
     # A seeded evaluation env: the same evaluation start states in every run
     eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=EVAL_SEED + seed)
+    if hyperparams.pop("normalize", False):
+        # As rl-zoo's `train` reads `normalize: true`: observations and rewards normalized in training; the evaluation
+        # env normalizes observations with the training statistics (EvalCallback copies them before each evaluation)
+        env = VecNormalize(env, gamma=hyperparams.get("gamma", 0.99))
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     stop = StopTrainingOnRewardThreshold(reward_threshold=THRESHOLD)
     evaluation = EvalCallback(
         eval_env, callback_on_new_best=stop, eval_freq=EVAL_EVERY // n_envs, n_eval_episodes=10, deterministic=True
