@@ -14,14 +14,15 @@ fresh step and the two KLs are comparable one to one; and the script computes th
 actually applied, from the parameters' change and the curvature the optimizer held
 (``applied_step_model_kl_actor``), which the exact KL can be compared with at any momentum.
 
-    python benchmarks/kl_check.py --env CartPole-v1 --steps 50000 --hyperparams learning_rate:0.25
+    python benchmarks/kl_check.py --env CartPole-v1 --steps 50000 --hyperparams learning_rate:0.25 normalize:False
     python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 100000
     python benchmarks/kl_check.py --env HalfCheetah-v5 --steps 16000 --hyperparams kfac_stats_decay:0.95
     python benchmarks/kl_check.py --env CartPoleNoVel-v1 --algo acktr_lstm --steps 16000 --momenta 0
     python benchmarks/kl_check.py --quick --hyperparams learning_rate:0.25 --out-dir /tmp/kl    # 2k CartPole steps
 
-CartPole's figures in docs/benchmark.md were taken at the constant rate 0.25, which its entry had then: with the
-entry's ``lin_0.25`` the rate, and with it the step, falls to 0 by the last update, where the bound no longer binds.
+CartPole's figures in docs/benchmark.md were taken at the constant rate 0.25 and without normalization, as its entry
+was then: with the entry's ``lin_0.25`` the rate, and with it the step, falls to 0 by the last update, where the
+bound no longer binds.
 
 Writes ``{out-dir}/{env}.json`` and the plot ``docs/_static/kl_check_{env}.png`` (``--plot-dir`` to change); with
 ``--algo acktr_lstm``, ``{env}__acktr_lstm.json`` and ``kl_check_{env}__acktr_lstm.png``.
