@@ -40,7 +40,7 @@ def steps_to_threshold(seed: int) -> tuple[int, float]:
     if hyperparams.pop("normalize", False):
         # As rl-zoo's `train` reads `normalize: true`: observations and rewards normalized in training; the evaluation
         # env normalizes observations with the training statistics (EvalCallback copies them before each evaluation)
-        env = VecNormalize(env, **{key: hyperparams[key] for key in ("gamma",) if key in hyperparams})
+        env = VecNormalize(env, **({"gamma": hyperparams["gamma"]} if "gamma" in hyperparams else {}))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     stop = StopTrainingOnRewardThreshold(reward_threshold=THRESHOLD)
     evaluation = EvalCallback(
