@@ -105,6 +105,17 @@ def test_one_sample_rollouts():
     assert all(th.isfinite(param).all() for param in model.policy.parameters())
 
 
+def test_max_grad_norm_is_read_at_every_update_and_leaves_the_gradient_clipped():
+    """As A2C's: ``max_grad_norm`` set after construction applies at the next update, and the gradient left in
+    ``.grad`` after the update is the clipped one (K-FAC clips inside its step)."""
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=8, seed=0)
+    model.max_grad_norm = 1e-3
+    model.learn(16)
+    assert model.policy.optimizer.max_grad_norm == 1e-3
+    norm = th.linalg.vector_norm(th.cat([param.grad.flatten() for param in model.policy.parameters()]))
+    assert float(norm) == pytest.approx(1e-3, rel=1e-4)
+
+
 def test_numpy_scalars_are_accepted():
     """As A2C accepts them (e.g. values read from a numpy array or a sweep)."""
     model = ACKTR(

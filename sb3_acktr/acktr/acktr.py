@@ -140,7 +140,8 @@ class ACKTR(OnPolicyAlgorithm):
         Gauss-Newton matrix of a Gaussian critic with standard deviation ``1 / vf_fisher_coef``). SB2 scaled its loss
         ``vf_fisher_coef * (V - ṽ)²`` the same way, with a block 4x ours: SB2's 1.0 equals 2.0 here
     :param max_grad_norm: The maximum value for the gradient clipping, applied to the raw gradient before
-        preconditioning (``float("inf")`` disables it)
+        preconditioning (``float("inf")`` disables it), as A2C's ``clip_grad_norm_``: K-FAC does it inside its step
+        (``KFAC``'s ``max_grad_norm``)
     :param kfac_clip: Trust-region size (SB2's name; 2δ in the ACKTR paper): the step is scaled by
         ``min(1, sqrt(kfac_clip / (lr**2 * Δθᵀ∇)))``, so SB2's default 0.001 means δ = 0.0005
     :param kfac_update: Recompute the K-FAC inverses every ``kfac_update`` updates (SB2's name)
@@ -632,12 +633,11 @@ class ACKTR(OnPolicyAlgorithm):
                         # A shallow copy: the next forward pass replaces the policy's action_dist in place
                         before = copy.copy(self._policy_distribution(kl_samples))
 
-                # Optimization step
+                # Optimization step: KFAC clips the whole batch's gradient (averaged over the ranks of a distributed run)
+                # inside step(), as clip_grad_norm_ before it would; read at every update, as A2C does
                 optimizer.zero_grad()
                 loss.backward()
-                # The whole batch's gradient (averaged over the ranks of a distributed run) is what gets clipped
-                optimizer.all_reduce_gradients()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                optimizer.max_grad_norm = self.max_grad_norm
                 optimizer.step()
 
                 with th.no_grad():

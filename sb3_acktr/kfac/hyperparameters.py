@@ -28,6 +28,7 @@ class Hyperparameter:
     :param low: Lower bound of a real number (None: not a real number)
     :param high: Upper bound of a real number
     :param low_open: Whether ``low`` itself is excluded
+    :param high_open: Whether ``high`` itself is excluded (``math.inf`` is accepted where it is not)
     :param integer: An integer >= 1 (an interval or a sample count)
     :param choices: The accepted strings (empty: not a choice)
     :param optional: Whether None is accepted
@@ -40,6 +41,7 @@ class Hyperparameter:
     low: float | None = None
     high: float = math.inf
     low_open: bool = False
+    high_open: bool = True
     integer: bool = False
     choices: tuple[str, ...] = ()
     optional: bool = False
@@ -69,7 +71,7 @@ class Hyperparameter:
         elif self.integer:
             check_interval(name, value, self.hint)
         elif self.low is not None:
-            check_number(name, value, self.low, self.high, low_open=self.low_open, hint=self.hint)
+            check_number(name, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open, hint=self.hint)
         elif not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool, got {value!r}.")
 
@@ -93,6 +95,9 @@ HYPERPARAMETERS = {
     "lstm_curvature": Hyperparameter("kronecker", choices=LSTM_CURVATURES),
     "loss_reduction": Hyperparameter("mean", choices=LOSS_REDUCTIONS),
     "distributed_inverses": Hyperparameter("all_ranks", choices=DISTRIBUTED_INVERSES),
+    "max_grad_norm": Hyperparameter(
+        None, low=0.0, low_open=True, high_open=False, optional=True, advice="Try 0.5 (SB2's ACKTR), or None not to clip."
+    ),
     "max_factor_dim": Hyperparameter(
         8192, integer=True, optional=True, advice="Try 8192, or None to give every layer Kronecker factors."
     ),

@@ -184,6 +184,11 @@ class KFAC(th.optim.Optimizer):
     :param distributed_inverses: In a data-parallel run, ``"all_ranks"`` computes every damped inverse on every rank
         (no communication) and ``"one_rank"`` computes each layer's on one rank (assigned by cost, d³ + o³) and
         shares them in one collective (1/N of the compute, the inverses' size in communication)
+    :param max_grad_norm: If set, the gradient is clipped to this global 2-norm (over every parameter with a gradient)
+        before it is preconditioned, as ``torch.nn.utils.clip_grad_norm_`` before ``step()`` would clip it, and left
+        clipped in ``.grad``; ``math.inf`` never clips. Fused into the step: the norm joins Δᵀ∇'s host sync, and since
+        Δ is linear in ∇ the clipping coefficient c scales Δ by c and Δᵀ∇ by c². Settable between steps. None: no
+        clipping
     :param max_factor_dim: The widest Kronecker factor a layer may get: a layer whose A or G would be wider (a Linear
         on a flattened image's pixels, for one) uses the diagonal Fisher fallback instead, with a warning that names it
         (its factor would cost d² memory twice and d³ per inverse). None: no limit
@@ -210,6 +215,7 @@ class KFAC(th.optim.Optimizer):
         process_group: dist.ProcessGroup | None = None,
         distributed_inverses: str = DEFAULTS["distributed_inverses"],
         max_factor_dim: int | None = DEFAULTS["max_factor_dim"],
+        max_grad_norm: float | None = DEFAULTS["max_grad_norm"],
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"KFAC needs the nn.Module it optimizes, got {type(model).__name__}.")
@@ -240,6 +246,7 @@ class KFAC(th.optim.Optimizer):
         self.loss_reduction = loss_reduction
         self.lstm_curvature = lstm_curvature
         self.max_factor_dim = max_factor_dim
+        self.max_grad_norm = max_grad_norm
         self.layers = find_layers(model, lstm_curvature, max_factor_dim)
         self._set_weight_sharing(weight_sharing)
         trainable = [param for param in model.parameters() if param.requires_grad]
@@ -303,6 +310,7 @@ class KFAC(th.optim.Optimizer):
             "trust_region",
             "lstm_curvature",
             "max_factor_dim",
+            "max_grad_norm",
         )
         return {
             **{name: getattr(self, name) for name in options},
@@ -312,6 +320,16 @@ class KFAC(th.optim.Optimizer):
             "parameters": [(tuple(param.shape), str(param.dtype)) for group in self.param_groups for param in group["params"]],
             "param_groups": [{key: value for key, value in group.items() if key != "params"} for group in self.param_groups],
         }
+
+    @property
+    def max_grad_norm(self) -> float | None:
+        """The global gradient norm :meth:`step` clips to (None: no clipping), checked when set."""
+        return self._max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value: float | None) -> None:
+        HYPERPARAMETERS["max_grad_norm"].check("max_grad_norm", value)
+        self._max_grad_norm = value
 
     def _index_parameters(self) -> None:
         """The lookups by parameter identity (``id``), rebuilt whenever the parameters are new objects (a copy)."""
@@ -784,12 +802,13 @@ class KFAC(th.optim.Optimizer):
                 if key in state:
                     olds, news = by_decay.setdefault(decay, ([], []))
                     olds.append(state[key])
-                    news.append(value)
+                    # A loaded state may hold another dtype than the batch's statistics
+                    news.append(value if value.dtype == state[key].dtype else value.to(state[key].dtype))
                 else:
                     state[key] = value.clone()
         for decay, (olds, news) in by_decay.items():
-            th._foreach_mul_(olds, decay)
-            th._foreach_add_(olds, news, alpha=1.0 - decay)
+            # ε·old + (1 − ε)·new as old + (1 − ε)·(new − old): one fused operation
+            th._foreach_lerp_(olds, news, 1.0 - decay)
 
     def _group_of(self, param: th.Tensor) -> dict[str, Any]:
         return self.param_groups[self._group_index[id(param)]]
@@ -931,9 +950,13 @@ class KFAC(th.optim.Optimizer):
         self.steps += 1
         self.last_step_info = []
         group_updates = [self._group_updates(group) for group in self.param_groups]
+        max_grad_norm = self.max_grad_norm
+        grads = None
+        if max_grad_norm is not None:
+            grads = [param.grad for group in self.param_groups for param in group["params"] if param.grad is not None]
         # Δᵀ∇ = ΔᵀF̂Δ per group: the quadratic model of the KL (ACKTR paper sec. 3.2)
-        vgs = [self._inner_product(update.blocks) for update in group_updates]
-        if not all(math.isfinite(vg) for vg in vgs):
+        vgs, grad_norm = self._step_scalars(group_updates, grads)
+        if not (all(math.isfinite(vg) for vg in vgs) and math.isfinite(grad_norm)):
             self.skipped_steps += 1
             warnings.warn(
                 "KFAC: non-finite gradient or preconditioned gradient; this update is skipped and the weights "
@@ -942,10 +965,15 @@ class KFAC(th.optim.Optimizer):
             )
             self._reset_damaged_statistics()
             return loss
+        # clip_grad_norm_'s coefficient: Δ is linear in ∇, so clipping ∇ by c scales Δ by c and Δᵀ∇ by c²
+        clip = 1.0 if max_grad_norm is None else min(1.0, max_grad_norm / (grad_norm + 1e-6))
+        if grads and clip < 1.0:
+            th._foreach_mul_(grads, clip)
+            vgs = [clip**2 * vg for vg in vgs]
         nus = self._trust_region_scales(vgs)
-        # The new momentum buffers, checked before any weight moves
+        # The new momentum buffers (ν·c·Δ: the step of the clipped gradient), checked before any weight moves
         buffers = [
-            self._momentum_buffers(update.steps, group["momentum"], nu)
+            self._momentum_buffers(update.steps, group["momentum"], nu * clip)
             for group, update, nu in zip(self.param_groups, group_updates, nus, strict=True)
         ]
         flat = [buffer for group_buffers in buffers for buffer in group_buffers]
@@ -969,17 +997,32 @@ class KFAC(th.optim.Optimizer):
         return loss
 
     @staticmethod
-    def _inner_product(blocks: list[tuple[th.Tensor, th.Tensor]]) -> float:
+    def _step_scalars(group_updates: list[_GroupUpdate], grads: list[th.Tensor] | None) -> tuple[list[float], float]:
         """
-        ``Δᵀ∇`` over a group's blocks ``(∇, Δ)``: one product of the concatenated vectors, one host sync. A layer's
-        matrices give the same sum as its parameters (a bias coordinate shared by k biases: ``Δ_b/k`` on each of them,
-        against its column ``Σ∇b_i / k``), in fewer, contiguous pieces.
+        ``Δᵀ∇`` of each group's blocks ``(∇, Δ)`` (one product of the concatenated vectors per group) and, given the
+        gradients, their global 2-norm, in one host sync. A layer's matrices give the same ``Δᵀ∇`` as its parameters (a
+        bias coordinate shared by k biases: ``Δ_b/k`` on each of them, against its column ``Σ∇b_i / k``), in fewer,
+        contiguous pieces; the norm is that of the parameters' own gradients, as ``clip_grad_norm_`` takes it.
+
+        :param group_updates: The groups' preconditioned gradients
+        :param grads: The gradients to take the norm of (None: no norm)
+        :return: ``Δᵀ∇`` per group (0 for a group without gradient) and the norm (0 without gradients)
         """
-        if not blocks:
-            return 0.0
-        deltas = th.cat([delta.reshape(-1) for _, delta in blocks])
-        grads = th.cat([grad.reshape(-1) for grad, _ in blocks])
-        return float(th.dot(deltas, grads.to(deltas.dtype)))
+        scalars: dict[int, th.Tensor] = {}
+        for index, update in enumerate(group_updates):
+            if update.blocks:
+                deltas = th.cat([delta.reshape(-1) for _, delta in update.blocks])
+                flat_grads = th.cat([grad.reshape(-1) for grad, _ in update.blocks])
+                scalars[index] = th.dot(deltas, flat_grads.to(deltas.dtype))
+        if grads:
+            scalars[-1] = th.linalg.vector_norm(th.cat([grad.reshape(-1) for grad in grads]))
+        if not scalars:
+            return [0.0] * len(group_updates), 0.0
+        tensors = list(scalars.values())
+        if any(tensor.dtype != tensors[0].dtype or tensor.device != tensors[0].device for tensor in tensors):
+            tensors = [tensor.to(tensors[0].device, th.float64) for tensor in tensors]
+        values = dict(zip(scalars, th.stack(tensors).tolist(), strict=True))
+        return [values.get(index, 0.0) for index in range(len(group_updates))], values.get(-1, 0.0)
 
     def _momentum_buffers(self, updates: list[tuple[th.Tensor, th.Tensor]], momentum: float, nu: float) -> list[th.Tensor]:
         """

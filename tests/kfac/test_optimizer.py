@@ -703,3 +703,59 @@ def test_state_with_factors_for_a_diagonal_parameter_is_refused():
     ):
         optimizer.load_state_dict(saved)
     assert optimizer.steps == 0
+
+
+class ScaledClassifier(nn.Module):
+    """Two Linear layers and a free parameter (the diagonal fallback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(4, 5), nn.Linear(5, 3)
+        self.log_scale = nn.Parameter(th.zeros(3))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.out(th.tanh(self.hidden(x))) * self.log_scale.exp()
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.05, 1e3, math.inf])
+@pytest.mark.parametrize("trust_region", ["joint", "per_group"])
+def test_max_grad_norm_clips_as_clip_grad_norm_before_the_step(max_grad_norm, trust_region):
+    """step() with max_grad_norm moves the weights, the momentum and the trust region as clip_grad_norm_ then step()
+    without it, over several steps of two groups with a fallback parameter, and leaves the same clipped gradients."""
+    th.manual_seed(0)
+    clipped_first = ScaledClassifier().double()
+    fused = copy.deepcopy(clipped_first)
+    optimizers = []
+    for model, fused_norm in ((clipped_first, None), (fused, max_grad_norm)):
+        groups = [{"params": list(model.hidden.parameters())}, {"params": [*model.out.parameters(), model.log_scale]}]
+        optimizers.append(KFAC(model, lr=0.5, kfac_clip=1e-2, trust_region=trust_region, param_groups=groups))
+        optimizers[-1].max_grad_norm = fused_norm
+    norms = []
+    for seed in range(3):
+        x, y = make_batch(seed)
+        for model, optimizer in zip((clipped_first, fused), optimizers, strict=True):
+            th.manual_seed(seed)  # the same sampled Fisher labels
+            fisher_then_gradient(optimizer, model, x, y)
+            if optimizer.max_grad_norm is None:
+                norms.append(float(th.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)))
+            optimizer.step()
+        for param, other in zip(clipped_first.parameters(), fused.parameters(), strict=True):
+            th.testing.assert_close(other, param)
+            th.testing.assert_close(other.grad, param.grad)
+        for info, other in zip(*(optimizer.last_step_info for optimizer in optimizers), strict=True):
+            assert other == pytest.approx(info, rel=1e-9)
+    assert (max(norms) > max_grad_norm) == (max_grad_norm == 0.05), "the clipping case must clip, the others not"
+    fused_norm = th.linalg.vector_norm(th.cat([param.grad.flatten() for param in fused.parameters()]))
+    assert float(fused_norm) <= max_grad_norm
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), "0.5"])
+def test_bad_max_grad_norm_is_rejected_at_construction_and_when_set(value):
+    model = nn.Linear(4, 3).double()
+    message = rf"max_grad_norm must be in \(0, inf\], got {value!r}\. Try 0\.5 \(SB2's ACKTR\), or None not to clip\."
+    with pytest.raises(ValueError, match=message):
+        KFAC(model, max_grad_norm=value)
+    optimizer = KFAC(model, max_grad_norm=math.inf)
+    with pytest.raises(ValueError, match=message):
+        optimizer.max_grad_norm = value
+    assert optimizer.max_grad_norm == math.inf
