@@ -9,6 +9,7 @@ package is changed), and the NatureCNN costs at batch 640 are timed on their own
 
     python benchmarks/throughput.py --out benchmarks/results/throughput.json   # full run, ~20 min on 1 CPU thread
     python benchmarks/throughput.py --quick                                     # CartPole only, a few seconds
+    python benchmarks/throughput.py --names "CartPole-v1 8x20" --no-breakdown --no-cnn --repeats 40 --updates 10
 """
 
 import argparse
@@ -16,7 +17,7 @@ import json
 import os
 import statistics
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-breakdown", action="store_true", help="Skip the per-phase breakdown")
     parser.add_argument("--no-cnn", action="store_true", help="Skip the NatureCNN microbenchmark")
+    parser.add_argument(
+        "--repeats", type=int, help="Timed runs of each algorithm per configuration (more, shorter runs: pairs closer in time)"
+    )
+    parser.add_argument("--updates", type=int, help="Updates per timed run (10: one ACKTR inverse refresh per run)")
     args = parser.parse_args(argv)
 
     configs = quick_configs() if args.quick else full_configs()
+    overrides = {name: getattr(args, name) for name in ("repeats", "updates") if getattr(args, name) is not None}
+    configs = [replace(config, **overrides) for config in configs]
     if args.only:
         configs = [c for c in configs if any(word in c.name for word in args.only)]
     if args.names:

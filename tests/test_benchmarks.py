@@ -47,11 +47,13 @@ def run_script(script: str, *args: str) -> str:
 
 def test_throughput_quick(tmp_path):
     out = tmp_path / "throughput.json"
-    stdout = run_script("throughput.py", "--quick", "--out", str(out))
+    # The quick configuration with two timed runs of 3 updates each (--repeats/--updates override the configuration's)
+    stdout = run_script("throughput.py", "--quick", "--repeats", "2", "--updates", "3", "--out", str(out))
     data = json.loads(out.read_text())
     (row,) = data["throughput"]
     assert row["env_id"] == "CartPole-v1" and row["batch"] == 160
-    assert row["ratio"] > 0 and len(row["seconds"]["A2C"]) == len(row["seconds"]["ACKTR"]) == 1
+    assert row["ratio"] > 0 and len(row["seconds"]["A2C"]) == len(row["seconds"]["ACKTR"]) == len(row["pair_ratios"]) == 2
+    assert row["repeats"] == 2 and row["updates"] == 3 and row["steps_per_run"] == 3 * 160
     (breakdown,) = data["breakdown"]
     phases = breakdown["ACKTR"]["phases"]
     for phase in (
