@@ -28,8 +28,9 @@ def test_acktr_maps_every_kfac_argument():
     for name, kfac_name in KFAC_ARGUMENTS.items():
         assert defaults[name] == HYPERPARAMETERS[kfac_name].default, name
     assert defaults["learning_rate"] == HYPERPARAMETERS["lr"].default
-    # Every KFAC option but those ACKTR sets itself (lr from the schedule, trust_region, the Fisher loss's mean)
-    assert set(KFAC_ARGUMENTS.values()) == set(HYPERPARAMETERS) - {"lr", "trust_region", "loss_reduction"}
+    # Every KFAC option but those ACKTR sets itself (lr from the schedule, trust_region, the Fisher loss's mean, and
+    # max_grad_norm from its own, A2C's, at every update)
+    assert set(KFAC_ARGUMENTS.values()) == set(HYPERPARAMETERS) - {"lr", "trust_region", "loss_reduction", "max_grad_norm"}
     assert set(KFAC_TRUST_REGIONS.values()) == set(HYPERPARAMETERS["trust_region"].choices)
 
 
