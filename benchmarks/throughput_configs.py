@@ -72,6 +72,18 @@ def full_configs() -> list[Config]:
     """The configurations of the full run (protocol: zoo settings, batch and width scaling, Atari)."""
     return [
         Config("CartPole-v1 8x20", "zoo", "CartPole-v1", 8, 20, updates=100, repeats=5),
+        # The statistics every 2nd update: half the Fisher backward passes and factor products (learning measured in
+        # docs/benchmark.md, "Throughput")
+        Config(
+            "CartPole-v1 8x20, kfac_stats_update=2",
+            "variant",
+            "CartPole-v1",
+            8,
+            20,
+            updates=100,
+            repeats=5,
+            acktr_kwargs=dict(kfac_stats_update=2),
+        ),
         # MuJoCo: the rollout dominates and the inverses are cheap (milliseconds per refresh, see the breakdown), so
         # more, shorter interleaved runs (5 updates) rather than whole inverse intervals: steadier on shared cores
         Config("HalfCheetah-v5 1x1000", "batch", "HalfCheetah-v5", 1, 1000, updates=5, repeats=5),
