@@ -13,6 +13,7 @@ import torch as th
 th.set_num_threads(1)
 
 import gymnasium as gym  # noqa: E402
+import yaml  # noqa: E402
 from stable_baselines3 import A2C  # noqa: E402
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env  # noqa: E402
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
@@ -20,8 +21,18 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack  # noqa: E402
 
 from sb3_acktr import ACKTR  # noqa: E402
 from sb3_acktr.minatar import ENV_ID_PREFIX, MinAtarCNN, MinAtarWrapper, register_minatar_envs  # noqa: E402
+from sb3_acktr.zoo import HYPERPARAMS  # noqa: E402
 
 ALGOS: dict[str, type[OnPolicyAlgorithm]] = {"A2C": A2C, "ACKTR": ACKTR}
+
+
+def zoo_kfac_kwargs(env_id: str) -> dict[str, Any]:
+    """
+    :param env_id: An env with an entry in the package's ``hyperparams/acktr.yml``
+    :return: The entry's K-FAC keys (``kfac_*``): the K-FAC settings the zoo trains ACKTR with on that env
+    """
+    entry = yaml.safe_load(HYPERPARAMS.read_text())[env_id]
+    return {key: value for key, value in entry.items() if key.startswith("kfac_")}
 
 
 @dataclass
@@ -71,19 +82,19 @@ class Config:
 def full_configs() -> list[Config]:
     """The configurations of the full run (protocol: zoo settings, batch and width scaling, Atari)."""
     return [
-        Config("CartPole-v1 8x20", "zoo", "CartPole-v1", 8, 20, updates=100, repeats=5),
-        # The statistics every 2nd update: half the Fisher backward passes and factor products (learning measured in
-        # docs/benchmark.md, "Throughput")
+        # The zoo entry's batch (8 envs, ACKTR's 20 steps) and K-FAC keys (statistics every 2nd update, ...)
         Config(
-            "CartPole-v1 8x20, kfac_stats_update=2",
-            "variant",
+            "CartPole-v1 8x20",
+            "zoo",
             "CartPole-v1",
             8,
             20,
             updates=100,
             repeats=5,
-            acktr_kwargs=dict(kfac_stats_update=2),
+            acktr_kwargs=zoo_kfac_kwargs("CartPole-v1"),
         ),
+        # ACKTR's defaults at the same batch (the statistics at every update)
+        Config("CartPole-v1 8x20, ACKTR's defaults", "variant", "CartPole-v1", 8, 20, updates=100, repeats=5),
         # MuJoCo: the rollout dominates and the inverses are cheap (milliseconds per refresh, see the breakdown), so
         # more, shorter interleaved runs (5 updates) rather than whole inverse intervals: steadier on shared cores
         Config("HalfCheetah-v5 1x1000", "batch", "HalfCheetah-v5", 1, 1000, updates=5, repeats=5),
@@ -158,7 +169,11 @@ def full_configs() -> list[Config]:
 
 def quick_configs() -> list[Config]:
     """``--quick``: CartPole only, tiny budgets, one repeat."""
-    return [Config("CartPole-v1 8x20", "zoo", "CartPole-v1", 8, 20, updates=10, repeats=1)]
+    return [
+        Config(
+            "CartPole-v1 8x20", "zoo", "CartPole-v1", 8, 20, updates=10, repeats=1, acktr_kwargs=zoo_kfac_kwargs("CartPole-v1")
+        )
+    ]
 
 
 def make_env(config: Config, seed: int) -> VecEnv:
