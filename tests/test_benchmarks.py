@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+from sb3_acktr.zoo import HYPERPARAMS
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -54,6 +57,10 @@ def test_throughput_quick(tmp_path):
     assert row["env_id"] == "CartPole-v1" and row["batch"] == 160
     assert row["ratio"] > 0 and len(row["seconds"]["A2C"]) == len(row["seconds"]["ACKTR"]) == len(row["pair_ratios"]) == 2
     assert row["repeats"] == 2 and row["updates"] == 3 and row["steps_per_run"] == 3 * 160
+    assert row["median_pair_ratio"] == pytest.approx(sum(row["pair_ratios"]) / 2)  # the median of two
+    # The zoo row runs ACKTR with the CartPole entry's K-FAC keys
+    entry = yaml.safe_load(HYPERPARAMS.read_text())["CartPole-v1"]
+    assert row["acktr_kwargs"] == {key: value for key, value in entry.items() if key.startswith("kfac_")} != {}
     (breakdown,) = data["breakdown"]
     phases = breakdown["ACKTR"]["phases"]
     for phase in (
