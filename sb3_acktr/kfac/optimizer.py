@@ -102,6 +102,8 @@ class KFAC(th.optim.Optimizer):
        quadratic-model KL ``½·(lr·ν)²·ΔᵀF̂Δ ≤ kfac_clip / 2``: ``kfac_clip`` is 2δ of the paper (SB2's name).
     3. Momentum as baselines: ``buf ← m·buf + ν·Δ``, ``θ ← θ − lr·(1−m)·buf``.
 
+    With ``max_grad_norm`` the gradient is first clipped to that global norm, as ``clip_grad_norm_`` would.
+
     Curvature is recorded only when asked: run the forward pass inside :meth:`record_curvature`, then call
     :meth:`update_curvature` with the *Fisher loss*: the negative log-likelihood of targets sampled from the
     model's own predictive distribution (not the training labels), averaged over the batch. A non-finite
@@ -852,7 +854,8 @@ class KFAC(th.optim.Optimizer):
         """
         Average the gradients over the ranks of a data-parallel run, in one collective per dtype (nothing to do in one
         process, or when ``model`` is a ``DistributedDataParallel``). :meth:`step` does it unless called first: call
-        it yourself before anything that needs the whole batch's gradient, such as ``clip_grad_norm_``.
+        it yourself before anything that needs the whole batch's gradient, such as ``clip_grad_norm_`` (or let
+        :meth:`step` clip it: ``max_grad_norm``).
         """
         if self.process_group is not None and self.average_gradients:
             grads = [param.grad for group in self.param_groups for param in group["params"] if param.grad is not None]
