@@ -1005,27 +1005,29 @@ class KFAC(th.optim.Optimizer):
         ``Δᵀ∇`` of each group's blocks ``(∇, Δ)`` (one product of the concatenated vectors per group) and, given the
         gradients, their global 2-norm, in one host sync. A layer's matrices give the same ``Δᵀ∇`` as its parameters (a
         bias coordinate shared by k biases: ``Δ_b/k`` on each of them, against its column ``Σ∇b_i / k``), in fewer,
-        contiguous pieces; the norm is that of the parameters' own gradients, as ``clip_grad_norm_`` takes it.
+        contiguous pieces. The norm is that of the parameters' own gradients, as ``clip_grad_norm_`` takes it: the root
+        sum of squares of their norms, which come back in the same sync (no copy of the gradients).
 
         :param group_updates: The groups' preconditioned gradients
         :param grads: The gradients to take the norm of (None: no norm)
         :return: ``Δᵀ∇`` per group (0 for a group without gradient) and the norm (0 without gradients)
         """
-        scalars: dict[int, th.Tensor] = {}
-        for index, update in enumerate(group_updates):
-            if update.blocks:
-                deltas = th.cat([delta.reshape(-1) for _, delta in update.blocks])
-                flat_grads = th.cat([grad.reshape(-1) for grad, _ in update.blocks])
-                scalars[index] = th.dot(deltas, flat_grads.to(deltas.dtype))
-        if grads:
-            scalars[-1] = th.linalg.vector_norm(th.cat([grad.reshape(-1) for grad in grads]))
-        if not scalars:
+        products: list[th.Tensor | None] = []
+        for update in group_updates:
+            if not update.blocks:
+                products.append(None)
+                continue
+            deltas = th.cat([delta.reshape(-1) for _, delta in update.blocks])
+            flat_grads = th.cat([grad.reshape(-1) for grad, _ in update.blocks])
+            products.append(th.dot(deltas, flat_grads.to(deltas.dtype)))
+        tensors = [product for product in products if product is not None] + (list(th._foreach_norm(grads)) if grads else [])
+        if not tensors:
             return [0.0] * len(group_updates), 0.0
-        tensors = list(scalars.values())
         if any(tensor.dtype != tensors[0].dtype or tensor.device != tensors[0].device for tensor in tensors):
             tensors = [tensor.to(tensors[0].device, th.float64) for tensor in tensors]
-        values = dict(zip(scalars, th.stack(tensors).tolist(), strict=True))
-        return [values.get(index, 0.0) for index in range(len(group_updates))], values.get(-1, 0.0)
+        values = iter(th.stack(tensors).tolist())
+        vgs = [0.0 if product is None else next(values) for product in products]
+        return vgs, math.sqrt(sum(norm**2 for norm in values))
 
     def _momentum_buffers(self, updates: list[tuple[th.Tensor, th.Tensor]], momentum: float, nu: float) -> list[th.Tensor]:
         """
