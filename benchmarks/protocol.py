@@ -82,6 +82,8 @@ DEFAULT_EVAL_FREQS: dict[str, int] = {
     "CartPole-v1": 2_000,
     "CartPoleNoVel-v1": 2_000,
     "Acrobot-v1": 2_000,
+    # Both algorithms' entries held 90 from the first evaluation at 10k on the median: 2k tells them apart
+    "MountainCarContinuous-v0": 2_000,
     "MinAtar/Breakout-v1": 50_000,
     "MinAtar/SpaceInvaders-v1": 50_000,
     "MinAtar/Asterix-v1": 50_000,
