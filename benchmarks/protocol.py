@@ -44,7 +44,7 @@ THRESHOLDS: dict[str, float] = {
 }
 # The MuJoCo -v4 ids (rl-zoo's names, aliases of the -v5 entries in hyperparams/acktr.yml): the same tasks, the same
 # thresholds
-THRESHOLDS.update({env_id[:-1] + "4": threshold for env_id, threshold in list(THRESHOLDS.items()) if env_id.endswith("-v5")})
+THRESHOLDS.update({env_id[:-1] + "4": threshold for env_id, threshold in THRESHOLDS.items() if env_id.endswith("-v5")})
 
 #: Reported, but not counted in the median ratio over tasks: classic control (tuned A2C solves it early already) and
 #: entries measured against A2C only to choose or check them (InvertedPendulum-v5, Swimmer-v5, Ant-v5, BipedalWalker-v3,

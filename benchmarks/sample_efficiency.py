@@ -471,7 +471,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="CartPole-v1", help="Environment id (default: CartPole-v1)")
     parser.add_argument("--algo", required=True, choices=["acktr", "acktr_lstm", "a2c", a2c_at_acktr.NAME, "ppo", "ppo_lstm"])
     parser.add_argument("--seed", type=int, default=0, help="Training seed")
-    parser.add_argument("--budget", type=int, help="Environment steps (default: 100k CartPole, 200k Acrobot, else 1M)")
+    parser.add_argument(
+        "--budget", type=int, help="Environment steps (default: benchmarks/protocol.py, DEFAULT_BUDGETS, else DEFAULT_BUDGET)"
+    )
     parser.add_argument(
         "--eval-freq", type=int, help="Evaluate every N steps (default: benchmarks/protocol.py, DEFAULT_EVAL_FREQS)"
     )
