@@ -34,6 +34,19 @@ def versions() -> dict[str, str]:
     return found
 
 
+def git_commit() -> str:
+    """The checkout's commit (short hash, ``+`` appended when tracked files differ from it; "" outside a checkout)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, check=False).stdout
+
+    try:
+        commit, changed = git("rev-parse", "--short", "HEAD").strip(), git("status", "--porcelain", "--untracked-files=no")
+    except OSError:
+        return ""
+    return f"{commit}+" if commit and changed.strip() else commit
+
+
 def machine_info() -> dict[str, Any]:
     """Versions, CPU and torch threads: the context every figure needs."""
     cpu = platform.processor()
@@ -42,12 +55,6 @@ def machine_info() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu)
     except OSError:
         pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = ""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -55,7 +62,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": th.get_num_threads(),
         "load_average_start": list(os.getloadavg()),
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "versions": versions(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }

@@ -53,7 +53,7 @@ import gymnasium as gym  # noqa: E402
 import rl_zoo3  # noqa: E402
 import rl_zoo3.import_envs  # noqa: E402  (registers rl-zoo's envs and patches, as rl_zoo3.train does)
 import yaml  # noqa: E402
-from machine import versions  # noqa: E402
+from machine import git_commit, versions  # noqa: E402
 from protocol import (  # noqa: E402
     DEFAULT_BUDGET,
     DEFAULT_BUDGETS,
@@ -282,6 +282,7 @@ class Run:
             "done": False,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(),
+            "git_commit": git_commit(),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
         }
 
