@@ -18,7 +18,7 @@ import json
 import re
 import statistics
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,8 +280,16 @@ def env_table(env_id: str, by_algo: dict[str, list[dict[str, Any]]]) -> tuple[st
     sources = "; ".join(
         f"{algo_name(a)}: {summary[a]['hyperparams']}{params_note(by_algo[a][0])}" for a in ordered_labels(list(by_algo))
     )
-    lines += ["", f"Hyperparameters: {sources}."]
+    commits = "; ".join(f"{algo_name(a)} {commits_note(by_algo[a])}" for a in ordered_labels(list(by_algo)))
+    lines += ["", f"Hyperparameters: {sources}. Commits the runs were made at: {commits}."]
     return "\n".join(lines), summary
+
+
+def commits_note(runs: list[dict[str, Any]]) -> str:
+    """The commits a set of runs recorded (``git_commit``), with how many runs each; files from before it was
+    recorded count as "not recorded"."""
+    counts = Counter(f"`{run['git_commit']}`" if run.get("git_commit") else "not recorded" for run in runs)
+    return ", ".join(f"{commit} ({plural(count, 'run')})" for commit, count in sorted(counts.items()))
 
 
 def params_note(run: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from report import (  # noqa: E402
     Steps,
+    commits_note,
     curve_average,
     first_step,
     load_runs,
@@ -119,9 +121,15 @@ def test_sample_efficiency_quick_and_report(tmp_path):
     assert stopped["returns"] == acktr["returns"][:2]
     assert (stopped_dir / "checkpoints" / "CartPole-v1__acktr__seed0" / "model.zip").is_file()
 
+    # The checkout's commit, "+" when tracked files differ from it (a working tree being edited)
+    assert re.fullmatch(r"[0-9a-f]{7,}\+?", acktr["git_commit"]) and a2c["git_commit"] == acktr["git_commit"]
+
     report_dir = tmp_path / "report"
     stdout = run_script("report.py", "--results", str(tmp_path), "--out-dir", str(report_dir))
     assert "CartPole-v1" in stdout
+    assert (
+        f"Commits the runs were made at: A2C `{a2c['git_commit']}` (1 run); ACKTR `{acktr['git_commit']}` (1 run)." in stdout
+    )
     assert (report_dir / "sample_efficiency.md").is_file()
     assert (report_dir / "sample_efficiency_CartPole-v1.png").stat().st_size > 0
 
@@ -146,6 +154,11 @@ def test_report_metrics_on_a_hand_made_curve():
     assert metrics["first"] == Steps(50, censored=True)  # CartPole's threshold, 475
     assert metrics["final_mean"] == 100.0 and metrics["final_std"] == 1.0
     assert run_metrics({**run, "threshold": 100})["sustained"] == Steps(30)
+
+
+def test_report_names_the_commits_of_the_runs():
+    runs = [{"git_commit": "abc1234"}, {"git_commit": "abc1234"}, {}, {"git_commit": "0de5678+"}]
+    assert commits_note(runs) == "`0de5678+` (1 run), `abc1234` (2 runs), not recorded (1 run)"
 
 
 def test_report_leaves_out_unfinished_runs(tmp_path, capsys):
