@@ -71,6 +71,9 @@ SANITY_CHECKS = (
     "MinAtar/Seaquest-v1",
 )
 
+#: MinAtar's games, every one run with the same budget and evaluation period
+MINATAR_GAMES = ("Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest")
+
 #: Environment steps per run when ``--budget`` is not given
 DEFAULT_BUDGETS: dict[str, int] = {
     "CartPole-v1": 100_000,
@@ -80,11 +83,7 @@ DEFAULT_BUDGETS: dict[str, int] = {
     "MountainCarContinuous-v0": 300_000,
     # Solved within it by both algorithms' zoo settings (gymnasium's reward_threshold, 950, of a 1000 maximum)
     "InvertedPendulum-v5": 300_000,
-    "MinAtar/Breakout-v1": 5_000_000,
-    "MinAtar/SpaceInvaders-v1": 5_000_000,
-    "MinAtar/Asterix-v1": 5_000_000,
-    "MinAtar/Freeway-v1": 5_000_000,
-    "MinAtar/Seaquest-v1": 5_000_000,
+    **{f"MinAtar/{game}-v1": 5_000_000 for game in MINATAR_GAMES},
 }
 #: Budget of every other env (the zoo's MuJoCo entries, the protocol's "1M steps")
 DEFAULT_BUDGET = 1_000_000
@@ -96,11 +95,7 @@ DEFAULT_EVAL_FREQS: dict[str, int] = {
     "Acrobot-v1": 2_000,
     # Both algorithms' entries held 90 from the first evaluation at 10k on the median: 2k tells them apart
     "MountainCarContinuous-v0": 2_000,
-    "MinAtar/Breakout-v1": 50_000,
-    "MinAtar/SpaceInvaders-v1": 50_000,
-    "MinAtar/Asterix-v1": 50_000,
-    "MinAtar/Freeway-v1": 50_000,
-    "MinAtar/Seaquest-v1": 50_000,
+    **{f"MinAtar/{game}-v1": 50_000 for game in MINATAR_GAMES},
 }
 DEFAULT_EVAL_FREQ = 10_000
 
