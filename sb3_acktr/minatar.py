@@ -20,6 +20,8 @@ From the zoo (``hyperparams/acktr.yml`` has entries for Breakout, SpaceInvaders 
     python -m sb3_acktr.zoo train --algo acktr --env MinAtar/Breakout-v1
 """
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import torch as th
@@ -33,19 +35,28 @@ from sb3_acktr.extras import import_optional
 ENV_ID_PREFIX = "MinAtar/"
 #: MinAtar's grid: every game is 10 x 10 cells, one boolean channel per kind of object
 GRID_SIZE = (10, 10)
+#: Steps after which an episode is truncated. MinAtar sets none, and a policy that stays at Seaquest's surface (where
+#: oxygen does not run down and no enemy reaches) never ends an episode; ALE's cap of 108,000 frames, i.e. 27,000
+#: agent steps at Atari's frame skip of 4, is taken as 27,000 MinAtar steps (one frame each).
+MAX_EPISODE_STEPS = 27_000
 
 
 def register_minatar_envs() -> None:
     """
-    Register MinAtar's games in gymnasium (``MinAtar/{Asterix,Breakout,Freeway,Seaquest,SpaceInvaders}-v0/-v1``).
+    Register MinAtar's games in gymnasium (``MinAtar/{Asterix,Breakout,Freeway,Seaquest,SpaceInvaders}-v0/-v1``),
+    with a time limit of :data:`MAX_EPISODE_STEPS` steps (truncation, which SB3 bootstraps through).
 
-    Idempotent. ``python -m sb3_acktr.zoo`` calls it for ``--env MinAtar/...``.
+    Idempotent. ``python -m sb3_acktr.zoo`` calls it for ``--env MinAtar/...``. Ids that ``minatar.gym.register_envs()``
+    registered before (without a time limit) get the limit too.
 
     :raises ImportError: If the ``minatar`` package is not installed, naming the extra that installs it
     """
     minatar_gym = import_optional("minatar.gym", "sb3_acktr.minatar")
     if f"{ENV_ID_PREFIX}Breakout-v1" not in gym.registry:
         minatar_gym.register_envs()
+    for env_id, spec in list(gym.registry.items()):
+        if env_id.startswith(ENV_ID_PREFIX) and spec.max_episode_steps is None:
+            gym.registry[env_id] = dataclasses.replace(spec, max_episode_steps=MAX_EPISODE_STEPS)
 
 
 class MinAtarWrapper(gym.ObservationWrapper):

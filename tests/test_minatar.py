@@ -16,7 +16,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
 from sb3_acktr import ACKTR
-from sb3_acktr.minatar import MinAtarCNN, MinAtarWrapper, register_minatar_envs
+from sb3_acktr.minatar import MAX_EPISODE_STEPS, MinAtarCNN, MinAtarWrapper, register_minatar_envs
 from sb3_acktr.zoo import HYPERPARAMS, register
 from sb3_acktr.zoo import main as zoo_main
 
@@ -47,6 +47,37 @@ def test_register_is_idempotent():
     register_minatar_envs()
     register_minatar_envs()
     assert all(f"MinAtar/{game}-v{version}" in gym.registry for game in GAMES for version in (0, 1))
+
+
+def test_staying_at_seaquests_surface_is_truncated():
+    """A sub that never dives keeps its oxygen and meets no enemy: without the time limit the episode never ends."""
+    register_minatar_envs()
+    env = gym.make("MinAtar/Seaquest-v1")
+    env.reset(seed=0)
+    noop = env.unwrapped.action_set.index(0)  # MinAtar's action 0 is no-op
+    for step in range(1, MAX_EPISODE_STEPS + 1):
+        _, reward, terminated, truncated, _ = env.step(noop)
+        assert reward == 0 and not terminated
+        assert truncated == (step == MAX_EPISODE_STEPS)
+
+
+def test_register_adds_the_time_limit_to_minatars_own_registration():
+    import minatar.gym
+
+    saved = {env_id: spec for env_id, spec in gym.registry.items() if env_id.startswith("MinAtar/")}
+    try:
+        for env_id in saved:
+            del gym.registry[env_id]
+        minatar.gym.register_envs()
+        assert gym.spec("MinAtar/Breakout-v1").max_episode_steps is None
+        register_minatar_envs()
+        for game in GAMES:
+            for version in (0, 1):
+                spec = gym.spec(f"MinAtar/{game}-v{version}")
+                assert spec.max_episode_steps == MAX_EPISODE_STEPS
+                assert spec.kwargs == {"game": spec.kwargs["game"], "use_minimal_action_set": version == 1}
+    finally:
+        gym.registry.update(saved)
 
 
 def test_wrapper_rejects_other_envs():
