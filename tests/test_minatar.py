@@ -16,7 +16,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
 from sb3_acktr import ACKTR
-from sb3_acktr.minatar import MAX_EPISODE_STEPS, MinAtarCNN, MinAtarWrapper, register_minatar_envs
+from sb3_acktr.minatar import ENV_ID_PREFIX, MAX_EPISODE_STEPS, MinAtarCNN, MinAtarWrapper, register_minatar_envs
 from sb3_acktr.zoo import HYPERPARAMS, register
 from sb3_acktr.zoo import main as zoo_main
 
@@ -64,7 +64,7 @@ def test_staying_at_seaquests_surface_is_truncated():
 def test_register_adds_the_time_limit_to_minatars_own_registration():
     import minatar.gym
 
-    saved = {env_id: spec for env_id, spec in gym.registry.items() if env_id.startswith("MinAtar/")}
+    saved = {env_id: spec for env_id, spec in gym.registry.items() if env_id.startswith(ENV_ID_PREFIX)}
     try:
         for env_id in saved:
             del gym.registry[env_id]
