@@ -1,6 +1,7 @@
 """The benchmark scripts run (--quick, as subprocesses) and the report computes the protocol's figures correctly."""
 
 import csv
+import functools
 import json
 import re
 import subprocess
@@ -27,6 +28,7 @@ from report import (  # noqa: E402
     run_metrics,
     steps_ratio,
     sustained_step,
+    table_cells,
 )
 
 
@@ -807,3 +809,42 @@ def test_protocol_builds_training_and_evaluation_envs_with_its_wrapper(tmp_path,
     for venv in (model.get_env(), eval_env):
         assert venv.env_is_wrapped(sample_efficiency.FreshBox2DWorld) == [fresh_world] * venv.num_envs
     assert manager.env_wrapper is None  # the entry's (rl-zoo's A2C entries have none), as the manager read it
+
+
+def glance_rows() -> list[list[str]]:
+    """The rows of docs/benchmark.md's "At a glance" table, as cells."""
+    page = (BENCHMARKS.parent / "docs" / "benchmark.md").read_text()
+    section = page.split("\n## At a glance\n")[1].split("\n## ")[0]
+    return [table_cells(line) for line in section.splitlines() if line.startswith("| ") and not line.startswith("| task ")]
+
+
+def shows(figure: str, value: float) -> bool:
+    """Whether a figure as the page prints it ("1,918", "-98.3", "**180**") is ``value`` rounded, to its own decimals
+    or to three significant figures."""
+    shown = float(figure.strip("*").replace(",", ""))
+    decimals = len(figure.strip("*").split(".")[1]) if "." in figure else 0
+    return shown in (round(value, decimals), float(f"{value:.3g}"))
+
+
+@functools.cache
+def stored_runs() -> dict[str, dict[str, list[dict]]]:
+    """The runs docs/benchmark.md reports, by env and algorithm."""
+    return load_runs([BENCHMARKS / "results" / folder for folder in ("sample_efficiency", "minatar", "recurrent")])
+
+
+@pytest.mark.parametrize("row", glance_rows(), ids=lambda row: row[0])
+def test_at_a_glance_figures_are_the_stored_runs(row):
+    # The page's summary is typed by hand (report.py generates the tables below it): each curve average must be the
+    # median over the stored runs' seeds, and the sustained ratio the one report.py computes from them
+    task, recurrent = row[0].split(" (")[0], "Recurrent" in row[0]
+    by_algo = stored_runs()[task]
+    columns = {"a2c": row[2], "acktr_lstm" if recurrent else "acktr": row[3], "ppo_lstm" if recurrent else "ppo": row[4]}
+    for algo, figure in columns.items():
+        if figure == "–":
+            assert algo not in by_algo, f"{task}: {algo} was run but the row shows no curve average"
+            continue
+        median = float(np.median([run_metrics(run)["curve_average"] for run in by_algo[algo]]))
+        assert shows(figure, median), f"{task}: {algo}'s curve average is {median:.3f}, the row shows {figure}"
+    if not recurrent:  # the recurrent rows compare RecurrentACKTR with RecurrentPPO, not the sustained ratio
+        sustained = [median_steps([run_metrics(run)["sustained"] for run in by_algo[algo]]) for algo in ("a2c", "acktr")]
+        assert row[5].replace("*", "").startswith(steps_ratio(*sustained)), f"{task}: ratio {steps_ratio(*sustained)}"
