@@ -189,6 +189,22 @@ def episode_limits(venv: VecEnv) -> set[int | None]:
     return {None if spec is None else spec.max_episode_steps for spec in venv.get_attr("spec")}
 
 
+def registered_episode_limit(env_id: str) -> int | None:
+    """
+    The time limit of ``env_id`` as ``gym.make(env_id)`` builds it: its registration's, or, for an id whose entry
+    point makes another registered env (rl-zoo's ``CartPoleNoVel-v1`` wraps ``CartPole-v1``'s 500 steps and registers
+    none of its own), that env's.
+
+    :param env_id: Environment id
+    :return: ``max_episode_steps``, None for an env without a time limit
+    """
+    env = gym.make(env_id)
+    try:
+        return None if env.spec is None else env.spec.max_episode_steps
+    finally:
+        env.close()
+
+
 def check_evaluation_episodes(eval_env: VecEnv, env_id: str) -> None:
     """
     Evaluations play the task's own episodes: an entry's ``env_kwargs`` may shorten the training episodes
@@ -199,7 +215,7 @@ def check_evaluation_episodes(eval_env: VecEnv, env_id: str) -> None:
     :param env_id: Environment id
     :raises RuntimeError: If an evaluation env's time limit is not the one gymnasium registered for ``env_id``
     """
-    registered = gym.spec(env_id).max_episode_steps
+    registered = registered_episode_limit(env_id)
     limits = episode_limits(eval_env)
     if limits != {registered}:
         raise RuntimeError(

@@ -756,6 +756,20 @@ def test_training_time_limit_stays_out_of_the_evaluations(tmp_path):
         sample_efficiency.check_evaluation_episodes(shortened, "InvertedDoublePendulum-v5")
 
 
+def test_evaluation_episodes_of_an_env_that_wraps_another():
+    """rl-zoo's CartPoleNoVel-v1 registers no time limit of its own: its episodes are the wrapped CartPole-v1's 500 steps."""
+    import rl_zoo3.import_envs  # noqa: F401  (registers the NoVel envs)
+    import sample_efficiency
+    from gymnasium.wrappers import TimeLimit
+    from stable_baselines3.common.env_util import make_vec_env
+
+    assert sample_efficiency.registered_episode_limit("CartPoleNoVel-v1") == 500
+    sample_efficiency.check_evaluation_episodes(make_vec_env("CartPoleNoVel-v1", n_envs=2), "CartPoleNoVel-v1")
+    shortened = make_vec_env("CartPoleNoVel-v1", n_envs=2, wrapper_class=TimeLimit, wrapper_kwargs={"max_episode_steps": 200})
+    with pytest.raises(RuntimeError, match=r"end episodes after \[200\] steps, not after the 500 gymnasium registered"):
+        sample_efficiency.check_evaluation_episodes(shortened, "CartPoleNoVel-v1")
+
+
 def play_seeded_episode(env, seed: int, actions: np.ndarray) -> np.ndarray:
     """The observations of an episode reset with ``seed`` and played with ``actions`` (until it ends)."""
     observations = [env.reset(seed=seed)[0]]
