@@ -213,7 +213,8 @@ def check_evaluation_episodes(eval_env: VecEnv, env_id: str) -> None:
 
     :param eval_env: The evaluation envs
     :param env_id: Environment id
-    :raises RuntimeError: If an evaluation env's time limit is not the one gymnasium registered for ``env_id``
+    :raises RuntimeError: If an evaluation env's time limit is not the one ``gym.make(env_id)`` gives
+        (:func:`registered_episode_limit`)
     """
     registered = registered_episode_limit(env_id)
     limits = episode_limits(eval_env)

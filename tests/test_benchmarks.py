@@ -827,7 +827,9 @@ def test_protocol_builds_training_and_evaluation_envs_with_its_wrapper(tmp_path,
 
 def glance_rows() -> list[list[str]]:
     """The rows of docs/benchmark.md's "At a glance" table, as cells."""
-    page = (BENCHMARKS.parent / "docs" / "benchmark.md").read_text()
+    from protocol import DOCS_STATIC
+
+    page = (DOCS_STATIC.parent / "benchmark.md").read_text()
     section = page.split("\n## At a glance\n")[1].split("\n## ")[0]
     return [table_cells(line) for line in section.splitlines() if line.startswith("| ") and not line.startswith("| task ")]
 
@@ -843,7 +845,9 @@ def shows(figure: str, value: float) -> bool:
 @functools.cache
 def stored_runs() -> dict[str, dict[str, list[dict]]]:
     """The runs docs/benchmark.md reports, by env and algorithm."""
-    return load_runs([BENCHMARKS / "results" / folder for folder in ("sample_efficiency", "minatar", "recurrent")])
+    from protocol import RESULTS_DIR
+
+    return load_runs([RESULTS_DIR, RESULTS_DIR.parent / "minatar", RESULTS_DIR.parent / "recurrent"])
 
 
 @pytest.mark.parametrize("row", glance_rows(), ids=lambda row: row[0])
