@@ -11,10 +11,12 @@ as its budget and every figure built on it becomes a bound: "≥ 100000" steps, 
     python benchmarks/report.py                       # benchmarks/results/sample_efficiency -> docs/_static/
     python benchmarks/report.py --results DIR --out-dir DIR --no-plots
     python benchmarks/report.py --results DIR --splice docs/benchmark.md   # and the figures into the page
+    python benchmarks/report.py --results DIR --out-dir DIR --splice docs/benchmark.md --block minatar   # or the report
 """
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -483,6 +485,33 @@ def splice(generated: str, document: str) -> tuple[str, list[str]]:
     return "\n".join(lines), missing
 
 
+def splice_block(generated: str, document: str, block: str, plots: str) -> str:
+    """
+    Put this whole report into a page as a block of it, between the lines ``<!-- BLOCK-start ... -->`` and
+    ``<!-- BLOCK-end -->`` (for a set of runs kept apart from the counted tasks, such as MinAtar's): the report's title
+    left out, its headings one level deeper, its plots linked from the page. The rest of the page stays as it is.
+
+    :param generated: This report's markdown (``sample_efficiency.md``)
+    :param document: The page
+    :param block: The block's name in its markers (``minatar``)
+    :param plots: The folder of the plots, relative to the page (``_static/minatar``)
+    :return: The page with the block replaced
+    :raises ValueError: If the page has no such block
+    """
+    lines = document.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith(f"<!-- {block}-start")]
+    ends = [i for i, line in enumerate(lines) if line.strip() == f"<!-- {block}-end -->"]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(
+            f"the page needs one line starting '<!-- {block}-start' and, after it, one line '<!-- {block}-end -->' "
+            f"around the block to replace; it has {len(starts)} and {len(ends)}"
+        )
+    body = generated.strip("\n").split("\n")[1:]  # without the report's "## " title
+    body = ["#" + line if line.startswith("#") else line for line in body]
+    body = [re.sub(r"\]\((sample_efficiency_[^)/]+\.png)\)", rf"]({plots}/\1)", line) for line in body]
+    return "\n".join(lines[: starts[0] + 1] + body + [""] + lines[ends[0] :])
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
@@ -497,7 +526,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PAGE",
         help="Also put the tables' figures into PAGE (e.g. docs/benchmark.md), leaving its prose as it is",
     )
+    parser.add_argument(
+        "--block",
+        metavar="NAME",
+        help="With --splice: put the whole report into PAGE's block between <!-- NAME-start ... --> and <!-- NAME-end -->",
+    )
     args = parser.parse_args(argv)
+    if args.block is not None and args.splice is None:
+        parser.error("--block names a block of the page given by --splice PAGE: add --splice")
 
     runs = load_runs(args.results)
     if not runs:
@@ -527,7 +563,11 @@ def main(argv: list[str] | None = None) -> None:
     (args.out_dir / "sample_efficiency.md").write_text(markdown + "\n")
     print(markdown)
     print(f"\nwrote {args.out_dir / 'sample_efficiency.md'}" + ("" if args.no_plots else " and the plots"), file=sys.stderr)
-    if args.splice is not None:
+    if args.block is not None:
+        plots = Path(os.path.relpath(args.out_dir, args.splice.parent)).as_posix()
+        args.splice.write_text(splice_block(markdown, args.splice.read_text(), args.block, plots))
+        print(f"spliced the report into {args.splice}'s block {args.block!r}", file=sys.stderr)
+    elif args.splice is not None:
         page, missing = splice(markdown, args.splice.read_text())
         args.splice.write_text(page)
         print(f"spliced the figures into {args.splice}", file=sys.stderr)

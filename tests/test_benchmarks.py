@@ -631,6 +631,43 @@ def test_report_splices_the_figures_into_a_page_of_prose():
     assert missing == ["section '### Pendulum-v1 (threshold -200)'"]
 
 
+def test_report_splices_a_whole_report_into_a_block_of_the_page(tmp_path):
+    """``--block``: the report replaces what is between the markers, a level deeper, its plots linked from the page."""
+    import report
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for seed, returns in enumerate(([0.0, 12.0, 15.0], [0.0, 8.0, 14.0])):
+        run = {"env_id": "MinAtar/Breakout-v1", "algo": "acktr", "variant": None, "seed": seed, "done": True}
+        run |= {"budget": 100, "eval_freq": 50, "timesteps": [0, 50, 100], "returns": [[value] for value in returns]}
+        (results / f"MinAtar-Breakout-v1__acktr__seed{seed}.json").write_text(json.dumps(run))
+    page = tmp_path / "docs" / "benchmark.md"
+    page.parent.mkdir()
+    before, after = ["# Benchmarks", "", "Prose before."], ["<!-- minatar-end -->", "", "Prose after."]
+    page.write_text("\n".join([*before, "<!-- minatar-start: generated -->", "", "| old | table |", "", *after]))
+    out_dir = page.parent / "_static" / "minatar"
+    report.main(["--results", str(results), "--out-dir", str(out_dir), "--splice", str(page), "--block", "minatar"])
+
+    lines = page.read_text().split("\n")
+    assert lines[:4] == [*before, "<!-- minatar-start: generated -->"] and lines[-3:] == after
+    block = lines[4:-3]
+    generated = (out_dir / "sample_efficiency.md").read_text().strip("\n").split("\n")
+    assert block[-1] == "" and len(block) == len(generated)  # all but the title, and a blank line before the end marker
+    assert "| old | table |" not in block and "#### MinAtar/Breakout-v1 (threshold 10)" in block
+    assert "![MinAtar/Breakout-v1: ACKTR](_static/minatar/sample_efficiency_MinAtar-Breakout-v1.png)" in block
+    assert (out_dir / "sample_efficiency_MinAtar-Breakout-v1.png").is_file()
+    rows = {report.table_cells(line)[1]: report.table_cells(line) for line in block if line.startswith("| ")}
+    # Seed 0 reaches 10 at 50 steps and stays; the curve averages by the trapezoid rule: (6 + 13.5) / 2 and (4 + 11) / 2
+    assert rows["0"][2:5] == ["50", "50", "9.8"] and rows["1"][2:5] == ["100", "100", "7.5"]
+    assert rows["2 seeds"][4] == "**8.6**"
+
+    page.write_text("no markers here")
+    with pytest.raises(ValueError, match=r"one line starting '<!-- minatar-start' .* it has 0 and 0"):
+        report.main(["--results", str(results), "--out-dir", str(out_dir), "--splice", str(page), "--block", "minatar"])
+    with pytest.raises(SystemExit):
+        report.main(["--results", str(results), "--block", "minatar"])
+
+
 def test_wall_clock_quick(tmp_path):
     """The three algorithms timed on the models the sample-efficiency runs train, with the minutes to hold CartPole."""
     results_dir = tmp_path / "results"
