@@ -656,7 +656,7 @@ def test_report_splices_a_whole_report_into_a_block_of_the_page(tmp_path):
     assert "| old | table |" not in block and "#### MinAtar/Breakout-v1 (threshold 10)" in block
     assert "![MinAtar/Breakout-v1: ACKTR](_static/minatar/sample_efficiency_MinAtar-Breakout-v1.png)" in block
     assert (out_dir / "sample_efficiency_MinAtar-Breakout-v1.png").is_file()
-    rows = {report.table_cells(line)[1]: report.table_cells(line) for line in block if line.startswith("| ")}
+    rows = {table_cells(line)[1]: table_cells(line) for line in block if line.startswith("| ")}
     # Seed 0 reaches 10 at 50 steps and stays; the curve averages by the trapezoid rule: (6 + 13.5) / 2 and (4 + 11) / 2
     assert rows["0"][2:5] == ["50", "50", "9.8"] and rows["1"][2:5] == ["100", "100", "7.5"]
     assert rows["2 seeds"][4] == "**8.6**"
