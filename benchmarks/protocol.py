@@ -42,6 +42,8 @@ THRESHOLDS: dict[str, float] = {
     # Freeway and 0 on Seaquest (dead within about 15 steps), where 10 is ten enemies shot per episode
     "MinAtar/Freeway-v1": 40.0,
     "MinAtar/Seaquest-v1": 10.0,
+    # gymnasium's reward_threshold (every track tile visited, few frames spent)
+    "CarRacing-v3": 900.0,
     # Partially observable (velocities masked): the thresholds of the tasks with velocities
     "CartPoleNoVel-v1": 475.0,
     "PendulumNoVel-v1": -200.0,
@@ -96,6 +98,9 @@ DEFAULT_EVAL_FREQS: dict[str, int] = {
     # Both algorithms' entries held 90 from the first evaluation at 10k on the median: 2k tells them apart
     "MountainCarContinuous-v0": 2_000,
     **{f"MinAtar/{game}-v1": 50_000 for game in MINATAR_GAMES},
+    # An evaluation is 10 episodes of 500 decisions (1000 frames at the entries' frame skip of 2): every 10k steps
+    # it would cost half as many frames as training, which Box2D renders at about 150 per second on one core here
+    "CarRacing-v3": 50_000,
 }
 DEFAULT_EVAL_FREQ = 10_000
 
