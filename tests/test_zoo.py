@@ -84,14 +84,15 @@ def test_rl_zoo_mujoco_ids_get_the_v5_entries():
         assert entries[env_id] == entries[env_id.replace("-v4", "-v5")], env_id
 
 
-def test_default_entry_is_used_for_unlisted_envs(tmp_path):
+@pytest.mark.parametrize("algo, config", [("acktr", HYPERPARAMS), ("acktr_lstm", RECURRENT_HYPERPARAMS)])
+@pytest.mark.parametrize("env_id, entry", [("FrozenLake-v1", "default"), ("ALE/Breakout-v5", "atari")])
+def test_unlisted_envs_get_the_default_or_atari_entry(algo, config, env_id, entry, tmp_path):
+    """A pipeline that swaps its algorithm (a2c, ppo_lstm, ...) for acktr or acktr_lstm trains on any env."""
     register()
-    manager = ExperimentManager(
-        argparse.Namespace(), "acktr", "FrozenLake-v1", str(tmp_path), config=str(HYPERPARAMS), verbose=0
-    )
+    manager = ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path), config=str(config), verbose=0)
     hyperparams, _ = manager.read_hyperparameters()
-    with open(HYPERPARAMS) as file:
-        assert hyperparams == yaml.safe_load(file)["default"]
+    with open(config) as file:
+        assert hyperparams == yaml.safe_load(file)[entry]
 
 
 def test_sampler_builds_valid_kwargs():
