@@ -87,7 +87,7 @@ def test_rl_zoo_mujoco_ids_get_the_v5_entries():
 @pytest.mark.parametrize("algo, config", [("acktr", HYPERPARAMS), ("acktr_lstm", RECURRENT_HYPERPARAMS)])
 @pytest.mark.parametrize("env_id, entry", [("FrozenLake-v1", "default"), ("ALE/Breakout-v5", "atari")])
 def test_unlisted_envs_get_the_default_or_atari_entry(algo, config, env_id, entry, tmp_path):
-    """A pipeline that swaps its algorithm (a2c, ppo_lstm, ...) for acktr or acktr_lstm trains on any env."""
+    """A pipeline that swaps its algorithm (a2c, ppo_lstm, ...) for acktr or acktr_lstm finds an entry for any env."""
     register()
     manager = ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path), config=str(config), verbose=0)
     hyperparams, _ = manager.read_hyperparameters()
