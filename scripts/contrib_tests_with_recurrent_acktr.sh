@@ -12,17 +12,7 @@
 # sb3-contrib's test dependencies installed), one torch thread.
 set -euo pipefail
 
-if [ $# -lt 1 ] || [ ! -d "$1/tests" ]; then
-    echo "usage: bash scripts/contrib_tests_with_recurrent_acktr.sh CONTRIB_CHECKOUT [pytest options]" \
-        "(CONTRIB_CHECKOUT must hold tests/)" >&2
-    exit 2
-fi
-checkout=$(cd "$1" && pwd)
-shift
-work=$(mktemp -d)
-cp -r "$checkout/tests" "$checkout/pyproject.toml" "$work/"
-cat > "$work/tests/conftest.py" <<'EOF'
-from typing import Any
+conftest='from typing import Any
 
 import sb3_contrib
 import sb3_contrib.ppo_recurrent
@@ -31,7 +21,7 @@ from sb3_acktr import RecurrentACKTR
 
 
 class RecurrentACKTRForRecurrentPPO(RecurrentACKTR):
-    """RecurrentACKTR called with RecurrentPPO's arguments: PPO's epochs, minibatches and clipping are not used."""
+    """RecurrentACKTR called with the arguments of RecurrentPPO: the epochs, minibatches and clipping of PPO unused."""
 
     def __init__(
         self, *args: Any, n_epochs: Any = None, batch_size: Any = None, clip_range: Any = None, clip_range_vf: Any = None,
@@ -41,9 +31,7 @@ class RecurrentACKTRForRecurrentPPO(RecurrentACKTR):
 
 
 sb3_contrib.RecurrentPPO = RecurrentACKTRForRecurrentPPO
-sb3_contrib.ppo_recurrent.RecurrentPPO = RecurrentACKTRForRecurrentPPO
-EOF
-cd "$work"
-mapfile -t files < <(grep -l "RecurrentPPO" tests/test_*.py)
-echo "sb3-contrib's tests with RecurrentACKTR in RecurrentPPO's place, in $work: ${files[*]}"
-OMP_NUM_THREADS=1 python -m pytest -p no:cacheprovider -rf "${files[@]}" "$@"
+sb3_contrib.ppo_recurrent.RecurrentPPO = RecurrentACKTRForRecurrentPPO'
+exec bash "$(dirname "$0")/upstream_tests.sh" \
+    "bash scripts/contrib_tests_with_recurrent_acktr.sh CONTRIB_CHECKOUT [pytest options]" \
+    "sb3-contrib's tests with RecurrentACKTR in RecurrentPPO's place" RecurrentPPO "$conftest" "$@"

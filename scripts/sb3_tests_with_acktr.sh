@@ -9,24 +9,12 @@
 # Runs in the current Python environment (sb3_acktr and SB3's test dependencies installed), one torch thread.
 set -euo pipefail
 
-if [ $# -lt 1 ] || [ ! -d "$1/tests" ]; then
-    echo "usage: bash scripts/sb3_tests_with_acktr.sh SB3_CHECKOUT [pytest options] (SB3_CHECKOUT must hold tests/)" >&2
-    exit 2
-fi
-checkout=$(cd "$1" && pwd)
-shift
-work=$(mktemp -d)
-cp -r "$checkout/tests" "$checkout/pyproject.toml" "$work/"
-cat > "$work/tests/conftest.py" <<'EOF'
-import stable_baselines3
+conftest='import stable_baselines3
 import stable_baselines3.a2c
 
 from sb3_acktr import ACKTR
 
 stable_baselines3.A2C = ACKTR
-stable_baselines3.a2c.A2C = ACKTR
-EOF
-cd "$work"
-mapfile -t files < <(grep -l "A2C" tests/test_*.py)
-echo "SB3's tests with ACKTR in A2C's place, in $work: ${files[*]}"
-OMP_NUM_THREADS=1 python -m pytest -p no:cacheprovider -rf "${files[@]}" "$@"
+stable_baselines3.a2c.A2C = ACKTR'
+exec bash "$(dirname "$0")/upstream_tests.sh" "bash scripts/sb3_tests_with_acktr.sh SB3_CHECKOUT [pytest options]" \
+    "SB3's tests with ACKTR in A2C's place" A2C "$conftest" "$@"
