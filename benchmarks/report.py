@@ -12,6 +12,7 @@ as its budget and every figure built on it becomes a bound: "≥ 100000" steps, 
     python benchmarks/report.py --results DIR --out-dir DIR --no-plots
     python benchmarks/report.py --results DIR --splice docs/benchmark.md   # and the figures into the page
     python benchmarks/report.py --results DIR --out-dir DIR --splice docs/benchmark.md --block minatar   # or the report
+    python benchmarks/report.py --results DIR --up-to 200000 --no-plots   # every run over its first 200k steps
 """
 
 import argparse
@@ -203,12 +204,31 @@ def run_metrics(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_runs(directories: Sequence[Path]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def cut_at(run: dict[str, Any], up_to: int) -> dict[str, Any] | None:
+    """
+    A run as if it had been stopped with ``sample_efficiency.py --stop-at up_to``: its evaluations up to and including
+    the first at or past ``up_to`` (evaluations fall at update boundaries, which differ by algorithm).
+
+    :param run: The loaded results, finished or not
+    :param up_to: Environment steps
+    :return: The cut run (its budget ``up_to``, complete over it), or None if the run has not got there yet
+    """
+    reached = [i for i, step in enumerate(run["timesteps"]) if step >= up_to]
+    if not reached:
+        return None
+    end = reached[0] + 1
+    return {**run, "timesteps": run["timesteps"][:end], "returns": run["returns"][:end], "budget": up_to, "done": True}
+
+
+def load_runs(directories: Sequence[Path], up_to: int | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """
     Every finished ``*.json`` results file under ``directories`` (checkpoints excluded), by env and algorithm. A run
     still going (or interrupted, to be resumed) is left out, with a line on stderr: its curve would stop early.
+    With ``up_to``, every run is compared over its first ``up_to`` steps instead (:func:`cut_at`), finished or not,
+    and only a run short of them is left out.
 
     :param directories: Where the runs wrote (``--out-dir`` of ``sample_efficiency.py``)
+    :param up_to: Compare the runs over their first ``up_to`` steps (None: over their whole budget)
     :return: ``{env_id: {algo: [run, ...]}}``, seeds in order
     """
     runs: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -217,7 +237,13 @@ def load_runs(directories: Sequence[Path]) -> dict[str, dict[str, list[dict[str,
             run = json.loads(path.read_text())
             if not {"env_id", "algo", "timesteps", "returns"} <= run.keys() or not run["timesteps"]:
                 continue
-            if not run.get("done", True):
+            if up_to is not None:
+                cut = cut_at(run, up_to)
+                if cut is None:
+                    print(f"left out {path.name}: at {run['timesteps'][-1]:,} steps, short of {up_to:,}", file=sys.stderr)
+                    continue
+                run = cut
+            elif not run.get("done", True):
                 print(
                     f"left out {path.name}: unfinished at {run['timesteps'][-1]:,} of {run['budget']:,} steps", file=sys.stderr
                 )
@@ -444,7 +470,8 @@ def splice(generated: str, document: str) -> tuple[str, list[str]]:
     missing = []
     rows = {(cells[0], len(cells)): line for line in summary.split("\n") if len(cells := table_cells(line)) > 1}
     rows = {key: line for key, line in rows.items() if not set(key[0]) <= set("-:")}  # not the header's rule
-    ratio = next(line for line in summary.split("\n") if line.startswith("Median sustained ratio"))
+    # A report with no task that both A2C and ACKTR ran has no ratio line
+    ratio = next((line for line in summary.split("\n") if line.startswith("Median sustained ratio")), None)
     found: set[tuple[str, int]] = set()
     ratio_found = False
     for index, line in enumerate(lines):
@@ -453,11 +480,11 @@ def splice(generated: str, document: str) -> tuple[str, list[str]]:
         if key in rows:
             lines[index] = rows[key]
             found.add(key)
-        elif line.startswith(ratio.split(":")[0] + ":"):
+        elif ratio is not None and line.startswith(ratio.split(":")[0] + ":"):
             lines[index] = ratio
             ratio_found = True
     missing += [f"summary row {name}" for name, width in rows if (name, width) not in found and name != "env"]
-    if not ratio_found:
+    if ratio is not None and not ratio_found:
         missing.append("the median-ratio line")
     for section in env_sections:
         heading, body = section.split("\n", 1)
@@ -531,11 +558,20 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="With --splice: put the whole report into PAGE's block between <!-- NAME-start ... --> and <!-- NAME-end -->",
     )
+    parser.add_argument(
+        "--up-to",
+        type=int,
+        metavar="STEPS",
+        help="Compare every run over its first STEPS steps, finished or not (each cut after its first evaluation at or "
+        "past STEPS, as sample_efficiency.py --stop-at): runs that take days here, compared before they end",
+    )
     args = parser.parse_args(argv)
     if args.block is not None and args.splice is None:
         parser.error("--block names a block of the page given by --splice PAGE: add --splice")
+    if args.up_to is not None and args.up_to <= 0:
+        parser.error(f"--up-to is a number of environment steps, > 0; got {args.up_to}")
 
-    runs = load_runs(args.results)
+    runs = load_runs(args.results, args.up_to)
     if not runs:
         sys.exit(f"error: no results files in {', '.join(map(str, args.results))}: run sample_efficiency.py first.")
     sections, summaries = [], []
@@ -549,14 +585,20 @@ def main(argv: list[str] | None = None) -> None:
             sections.append(
                 f"\n![{env_id}: {' vs '.join(algo_name(a) for a in ordered_labels(list(runs[env_id])))}]({plot.name})"
             )
-    markdown = "\n\n".join(
-        [
-            "## Sample efficiency: A2C / ACKTR (median over seeds; > 1 means ACKTR needs fewer steps)",
+    compared = any("a2c" in s and "acktr" in s for s in summaries)
+    title = "A2C / ACKTR (median over seeds; > 1 means ACKTR needs fewer steps)" if compared else "median over seeds"
+    head = [f"## Sample efficiency: {title}"]
+    if args.up_to is not None:
+        head.append(
+            f"Every run over its first {args.up_to:,} steps, finished or not: cut after its first evaluation at or past "
+            f"{args.up_to:,} (as `sample_efficiency.py --stop-at {args.up_to}`; the schedules still span each run's budget)."
+        )
+    if compared:
+        head += [
             overview_table(summaries),
             f"Median sustained ratio A2C / ACKTR over the counted tasks (sanity checks excluded): {median_ratio(summaries)}.",
-            *sections,
         ]
-    )
+    markdown = "\n\n".join([*head, *sections])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_plots and len(runs) > 1:
         plot_overview(runs, args.out_dir / "sample_efficiency_overview.png")

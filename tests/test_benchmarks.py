@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from report import (  # noqa: E402
     Steps,
     commits_note,
     curve_average,
+    cut_at,
     first_step,
     load_runs,
     median_ratio,
@@ -170,6 +172,38 @@ def test_report_leaves_out_unfinished_runs(tmp_path, capsys):
     runs = load_runs([tmp_path])
     assert [r["seed"] for r in runs["CartPole-v1"]["acktr"]] == [0]
     assert "left out going.json: unfinished at 50 of 100 steps" in capsys.readouterr().err
+
+
+def test_report_compares_runs_over_their_first_steps(tmp_path, capsys):
+    """``--up-to``: every run that got there, finished or not, cut after its first evaluation at or past the step count
+    (as ``--stop-at``), with no A2C / ACKTR summary when A2C did not run; a run short of it is left out."""
+    import report
+
+    def write(algo: str, seed: int, timesteps: list[int], means: list[float], done: bool) -> None:
+        run: dict[str, Any] = {"env_id": "CarRacing-v3", "algo": algo, "variant": None, "seed": seed, "budget": 1000}
+        run |= {"done": done, "eval_freq": 50, "timesteps": timesteps, "returns": [[m - 10, m + 10] for m in means]}
+        (tmp_path / f"CarRacing-v3__{algo}__seed{seed}.json").write_text(json.dumps(run))
+
+    write("acktr", 0, [0, 50, 100, 150], [0.0, 400.0, 300.0, 950.0], done=False)
+    write("acktr", 1, [0, 50, 100, 150, 1000], [0.0, 200.0, 500.0, 600.0, 920.0], done=True)
+    write("ppo", 0, [0, 53, 102, 151], [100.0, 400.0, 600.0, 700.0], done=False)
+    write("ppo", 1, [0, 53], [100.0, 400.0], done=False)
+    report.main(["--results", str(tmp_path), "--out-dir", str(tmp_path / "out"), "--no-plots", "--up-to", "100"])
+    out, err = capsys.readouterr()
+    assert "left out CarRacing-v3__ppo__seed1.json: at 53 steps, short of 100" in err
+    assert "Every run over its first 100 steps, finished or not" in out and "Median sustained ratio" not in out
+    rows = {(cells[0], cells[1]): cells for line in out.splitlines() if len(cells := table_cells(line)) == 7}
+    # Trapezoids over [0, 100]: (200 * 50 + 350 * 50) / 100 and (100 * 50 + 350 * 50) / 100; PPO's over [0, 102]:
+    # (250 * 53 + 500 * 49) / 102; the last evaluation kept is the final one, ± its episodes' std
+    assert rows[("ACKTR", "0")][4:] == ["275.0", "300.0 ± 10.0", "100"]
+    assert rows[("ACKTR", "1")][4:] == ["225.0", "500.0 ± 10.0", "100"]
+    assert rows[("PPO", "0")][4:] == [f"{(250 * 53 + 500 * 49) / 102:.1f}", "600.0 ± 10.0", "102"]
+    assert rows[("**ACKTR median**", "2 seeds")][4] == "**250.0**"
+    # CarRacing's threshold (900) is never reached by step 100: the bound is the last step kept
+    assert rows[("ACKTR", "0")][2] == "≥ 100" and rows[("PPO", "0")][3] == "≥ 102"
+    assert cut_at({"timesteps": [0, 50], "returns": [[0], [1]], "budget": 1000}, 60) is None
+    with pytest.raises(SystemExit):
+        report.main(["--results", str(tmp_path), "--up-to", "0"])
 
 
 def test_report_medians_and_ratio_bounds():
