@@ -213,10 +213,9 @@ def cut_at(run: dict[str, Any], up_to: int) -> dict[str, Any] | None:
     :param up_to: Environment steps
     :return: The cut run (its budget ``up_to``, complete over it), or None if the run has not got there yet
     """
-    reached = [i for i, step in enumerate(run["timesteps"]) if step >= up_to]
-    if not reached:
+    end = next((i + 1 for i, step in enumerate(run["timesteps"]) if step >= up_to), None)
+    if end is None:
         return None
-    end = reached[0] + 1
     return {**run, "timesteps": run["timesteps"][:end], "returns": run["returns"][:end], "budget": up_to, "done": True}
 
 
