@@ -214,6 +214,27 @@ def acktr_mismatch_network(out_dir: Path) -> None:
     make_acktr(policy_kwargs=dict(net_arch=[width, width]))
 
 
+def running_threads() -> int:
+    """The threads of this process, C++ ones included (gloo's are invisible to ``threading``)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def acktr_leaves_the_group(out_dir: Path) -> None:
+    """
+    Threads before ACKTR joins torchrun's group, while it trains, and after it leaves the group (as it does at exit),
+    the model still alive: rank r writes ``threads_{r}.json``.
+    """
+    from sb3_acktr.acktr.distributed import leave_process_group
+
+    before = running_threads()
+    model = make_acktr()
+    model.learn(2 * model.n_steps * model.n_envs * dist.get_world_size())
+    rank, during = dist.get_rank(), running_threads()
+    leave_process_group()
+    threads = {"before": before, "during": during, "after": running_threads(), "steps": model.policy.optimizer.steps}
+    (out_dir / f"threads_{rank}.json").write_text(json.dumps(threads))
+
+
 def kfac_lstm_reduce(out_dir: Path) -> None:
     """KFAC with the reduce form on an LSTM layer, in a distributed run: refused on every rank."""
     model = nn.ModuleDict(dict(lstm=nn.LSTM(3, 4), head=nn.Linear(4, 2)))
@@ -229,6 +250,7 @@ COMMANDS = {
     "acktr_mismatch": acktr_mismatch,
     "acktr_mismatch_network": acktr_mismatch_network,
     "kfac_lstm_reduce": kfac_lstm_reduce,
+    "acktr_leaves_the_group": acktr_leaves_the_group,
 }
 
 if __name__ == "__main__":

@@ -122,6 +122,20 @@ def test_reduce_form_of_an_lstm_is_refused_in_a_distributed_run(tmp_path):
     assert "KFAC: the reduce form of nn.LSTM layers does not run data-parallel yet" in result.stdout + result.stderr
 
 
+def test_leaving_the_group_stops_its_threads_while_the_model_lives(tmp_path):
+    """
+    Nothing of ACKTR's (its KFAC included) holds the default process group: leaving it stops gloo's threads at once.
+    Threads that outlived it into the interpreter's shutdown aborted a rank ("terminate called without an active
+    exception") when one of them needed the GIL to free a finished all-reduce.
+    """
+    check_ok(torchrun("acktr_leaves_the_group", tmp_path))
+    for rank in range(2):
+        threads = json.loads((tmp_path / f"threads_{rank}.json").read_text())
+        assert threads["steps"] == 2
+        assert threads["during"] > threads["before"], threads  # gloo's worker threads
+        assert threads["after"] == threads["before"], threads
+
+
 def test_a_killed_rank_ends_the_job_within_60_seconds(tmp_path):
     start = time.monotonic()
     result = torchrun("acktr_rank_killed", tmp_path, timeout=120)

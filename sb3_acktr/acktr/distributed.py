@@ -33,6 +33,11 @@ def join_torchrun(device: th.device) -> th.device:
         device = th.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         th.cuda.set_device(device)
     if not dist.is_initialized():
+        # Imported before the group exists, as torch imports it later anyway (the first optimizer pulls it in): its
+        # functions' default arguments (group=group.WORLD) would otherwise hold the default group for good, and leaving
+        # could not stop gloo's threads (see leave_process_group)
+        import torch.distributed.nn  # noqa: F401
+
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         atexit.register(leave_process_group)
     return device
@@ -47,6 +52,10 @@ def leave_process_group() -> None:
     At exit: wait for every rank (at most :data:`EXIT_TIMEOUT`), then destroy the process group. Ranks tearing gloo
     down while a peer still holds its connections were seen to abort (``terminate called without an active
     exception``); a rank that ended with an error does not wait, so its peers fail at their next collective.
+
+    Destroying the group stops gloo's worker threads only if nothing else holds it (KFAC does not, see
+    :attr:`~sb3_acktr.kfac.optimizer.KFAC.process_group`); threads left running into the interpreter's shutdown abort
+    the process, with the same message, when one of them frees a finished collective's tensors (it needs the GIL).
     """
     if not dist.is_initialized():
         return

@@ -175,12 +175,12 @@ class KFAC(th.optim.Optimizer):
         ``"lr"``, ``"kfac_clip"``, ``"name"``) that partition the model's trainable parameters; a layer's
         weight and bias must be in the same group. Default: one group with every trainable parameter
     :param process_group: The ``torch.distributed`` process group of a data-parallel run (default: the world group,
-        if ``torch.distributed`` is initialised with more than one rank; a group of one rank is the single-process
-        case). Then the batch factors and the diagonal Fisher's gradients are summed over the ranks, weighted by
-        their sample counts (the statistics of the union of the ranks' batches), and ``step()`` averages the
-        gradients over the ranks unless ``model`` is a ``DistributedDataParallel`` (which already did). The
-        parameters are broadcast from the group's first rank at construction, and the configuration is checked to
-        be the same on every rank (a ``ValueError`` names what differs); ν, the steps and the momentum are then
+        if ``torch.distributed`` is initialised with more than one rank, looked up at each use and never held; a group
+        of one rank is the single-process case). Then the batch factors and the diagonal Fisher's gradients are
+        summed over the ranks, weighted by their sample counts (the statistics of the union of the ranks' batches),
+        and ``step()`` averages the gradients over the ranks unless ``model`` is a ``DistributedDataParallel`` (which
+        already did). The parameters are broadcast from the group's first rank at construction, and the configuration
+        is checked to be the same on every rank (a ``ValueError`` names what differs); ν, the steps and the momentum are then
         identical on every rank, so the parameters never diverge. Every rank must call ``update_curvature()`` and
         ``step()`` together, on batches of the same structure
     :param distributed_inverses: In a data-parallel run, ``"all_ranks"`` computes every damped inverse on every rank
@@ -277,11 +277,12 @@ class KFAC(th.optim.Optimizer):
 
     def _join_process_group(self, process_group: dist.ProcessGroup | None) -> None:
         """Check that every rank is configured alike, start from the first rank's parameters, assign the inverses."""
-        if process_group is None:
-            process_group = default_process_group()
         if process_group is not None and dist.get_world_size(process_group) == 1:
             process_group = None
-        self.process_group = process_group
+        #: The group given (None: the default group, looked up at each use by :attr:`process_group`)
+        self._given_process_group = process_group
+        self._follows_default_group = process_group is None and default_process_group() is not None
+        process_group = self.process_group
         #: DistributedDataParallel averages the gradients in its backward pass; otherwise step() does
         self.average_gradients = not isinstance(self.model, DistributedDataParallel)
         #: The rank computing each layer's inverses (every rank its own under "all_ranks" or outside a distributed run)
@@ -300,6 +301,16 @@ class KFAC(th.optim.Optimizer):
             costs = [float(layer.a_dim) ** 3 + float(layer.g_dim) ** 3 for layer in self.layers]
             owners = assign_owners(costs, dist.get_world_size(process_group))
             self._inverse_owner = {layer.name: owner for layer, owner in zip(self.layers, owners, strict=True)}
+
+    @property
+    def process_group(self) -> dist.ProcessGroup | None:
+        """
+        The process group the statistics and gradients are reduced over (None: a single process). Built without one,
+        KFAC looks the default group up at each use instead of holding it: ``dist.destroy_process_group()`` then frees
+        the group and stops gloo's threads, which would otherwise run on into the interpreter's shutdown and abort the
+        process when one needs the GIL ("terminate called without an active exception").
+        """
+        return default_process_group() if self._follows_default_group else self._given_process_group
 
     def _configuration(self) -> dict[str, Any]:
         """What must be equal on every rank of a distributed run."""
@@ -347,14 +358,15 @@ class KFAC(th.optim.Optimizer):
         return {
             key: value
             for key, value in self.__dict__.items()
-            if key not in ("_layer_of_weight", "_fallback_ids", "_group_index", "process_group")
+            if key not in ("_layer_of_weight", "_fallback_ids", "_group_index", "_given_process_group")
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._index_parameters()
         # A process group cannot be copied: a copy made on every rank joins the default one, as a new KFAC would
-        self.process_group = default_process_group()
+        self._given_process_group = None
+        self._follows_default_group = default_process_group() is not None
 
     def _set_weight_sharing(self, weight_sharing: str | dict[str, str]) -> None:
         """Give each weight-sharing layer its form; reject a form for a layer it does not apply to."""
